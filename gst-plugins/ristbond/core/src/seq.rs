@@ -1,0 +1,1 @@
+//! 16-bit RTP sequence numbers: wrapping comparison and extension to 64 bits (RFC 3550 §A.1).
