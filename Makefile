@@ -1,0 +1,23 @@
+# Braid: the two commands of the README, plus developer helpers.
+# `make demo` and `make test` do all set-up on a fresh Debian 12 machine (as root).
+
+.PHONY: setup demo test build lint fmt
+
+setup:
+	bash scripts/setup.sh
+
+demo: setup
+	bash scripts/demo.sh
+
+test: setup
+	bash scripts/test.sh
+
+build: setup
+	cargo build --locked --workspace
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --locked --workspace --all-targets -- -D warnings
+
+fmt:
+	cargo fmt --all

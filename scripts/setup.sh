@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Install everything Braid needs to build, test and run the demo on a fresh Debian 12
+# machine (run as root). Idempotent: does nothing when all is present.
+set -euo pipefail
+
+APT_PACKAGES=(
+  # build
+  pkg-config build-essential libclang-dev
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
+  # runtime: sources, x264/x265, mpegtsmux, decoders for verification
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+  gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools
+  # interop peers and test tools
+  rist-tools ffmpeg iproute2 procps
+)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  if [ -x "$HOME/.cargo/bin/cargo" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+  else
+    echo "setup: no Rust toolchain (cargo) found; install rustup's stable toolchain (>= 1.92)" >&2
+    exit 1
+  fi
+fi
+rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt >/dev/null 2>&1 || true
+echo "setup: ok ($(pkg-config --modversion gstreamer-1.0 | sed 's/^/GStreamer /'), $(cargo --version))"
