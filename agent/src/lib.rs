@@ -1,5 +1,20 @@
 //! Braid field sender agent (ARCHITECTURE.md): control-plane client, stream actors,
 //! device status, and a development control plane.
+//!
+//! - [`config`]: the TOML config file and environment overrides.
+//! - [`credentials`]: `credentials.json` (atomic, 0600).
+//! - [`tls`]: rustls client configs (standard / pinned / insecure).
+//! - [`control`]: the control-plane connection (PROTOCOL.md §1–§6).
+//! - [`device`]: `device.status` collectors.
+//! - [`streams`]: stream actors; [`media`]: GStreamer set-up and TS verification.
+//! - [`agent`]: `braid-agent run`; [`devplane`]: `braid-agent devplane`.
 
+pub mod agent;
+pub mod config;
+pub mod control;
+pub mod credentials;
+pub mod device;
+pub mod devplane;
 pub mod media;
 pub mod streams;
+pub mod tls;

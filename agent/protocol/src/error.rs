@@ -44,6 +44,9 @@ pub struct ErrorBody {
 impl ErrorBody {
     /// An error body with `code` and `message`.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self {
+            code,
+            message: message.into(),
+        }
     }
 }

@@ -264,3 +264,199 @@ pub struct StreamEnded {
     /// Bytes sent over all links.
     pub total_bytes: u64,
 }
+
+impl crate::envelope::Message for StreamStart {
+    const TYPE: &'static str = "stream.start";
+}
+
+impl crate::envelope::Message for StreamStop {
+    const TYPE: &'static str = "stream.stop";
+}
+
+impl crate::envelope::Message for StreamStats {
+    const TYPE: &'static str = "stream.stats";
+}
+
+impl crate::envelope::Message for StreamEnded {
+    const TYPE: &'static str = "stream.ended";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::golden::assert_golden;
+
+    #[test]
+    fn golden_stream_start_full() {
+        assert_golden(
+            r#"{"stream_id":"str_xyz789",
+                "source":{"mode":"v4l2","device":"/dev/video0","resolution":"1920x1080","framerate":30},
+                "encoder":{"codec":"h265","bitrate_kbps":5000,"tune":"zerolatency","keyint_max":60,
+                           "min_bitrate_kbps":1000,"max_bitrate_kbps":8000},
+                "audio":{"enabled":true,"codec":"opus","bitrate_kbps":96},
+                "destinations":["rist://platform.example.com:15000"],
+                "bonding_config":{"version":1,
+                  "links":[{"id":0,"uri":"rist://platform.example.com:15000","interface":"wwan0"}],
+                  "scheduler":{"storm_enabled":true,"storm_duration_ms":2000,"discard_deadline_ms":200,
+                    "redundancy_enabled":true,"redundancy_spare_ratio":0.4,"critical_broadcast":true,
+                    "failover_rtt_ms":500,"failover_loss_rate":0.2}},
+                "thumbnails":true}"#,
+            &StreamStart {
+                stream_id: "str_xyz789".into(),
+                source: SourceSpec {
+                    mode: SourceMode::V4l2,
+                    device: Some("/dev/video0".into()),
+                    path: None,
+                    resolution: "1920x1080".into(),
+                    framerate: 30,
+                },
+                encoder: EncoderSpec {
+                    codec: Codec::H265,
+                    bitrate_kbps: 5000,
+                    tune: Some("zerolatency".into()),
+                    keyint_max: Some(60),
+                    min_bitrate_kbps: Some(1000),
+                    max_bitrate_kbps: Some(8000),
+                },
+                audio: Some(AudioSpec {
+                    enabled: true,
+                    codec: Some("opus".into()),
+                    bitrate_kbps: Some(96),
+                }),
+                destinations: vec!["rist://platform.example.com:15000".into()],
+                bonding_config: BondingConfig {
+                    version: 1,
+                    links: vec![BondingLink {
+                        id: 0,
+                        uri: "rist://platform.example.com:15000".into(),
+                        interface: Some("wwan0".into()),
+                    }],
+                    scheduler: SchedulerConfig {
+                        storm_enabled: Some(true),
+                        storm_duration_ms: Some(2000),
+                        discard_deadline_ms: Some(200),
+                        redundancy_enabled: Some(true),
+                        redundancy_spare_ratio: Some(0.4),
+                        critical_broadcast: Some(true),
+                        failover_rtt_ms: Some(500),
+                        failover_loss_rate: Some(0.2),
+                    },
+                },
+                thumbnails: true,
+            },
+        );
+    }
+
+    #[test]
+    fn stream_start_defaults() {
+        let minimal = r#"{"stream_id":"s","source":{"mode":"test","resolution":"320x240","framerate":30},
+            "encoder":{"bitrate_kbps":800},"bonding_config":{"links":[{"id":0,"uri":"rist://127.0.0.1:15000"}]}}"#;
+        let start: StreamStart = serde_json::from_str(minimal).unwrap();
+        assert_eq!(start.encoder.codec, Codec::H264);
+        assert_eq!(start.bonding_config.version, 1);
+        assert_eq!(start.bonding_config.scheduler, SchedulerConfig::default());
+        assert!(!start.thumbnails && start.audio.is_none() && start.destinations.is_empty());
+        // Encoding writes the defaults out explicitly.
+        assert_golden(
+            r#"{"stream_id":"s","source":{"mode":"test","resolution":"320x240","framerate":30},
+                "encoder":{"codec":"h264","bitrate_kbps":800},"destinations":[],
+                "bonding_config":{"version":1,"links":[{"id":0,"uri":"rist://127.0.0.1:15000"}],"scheduler":{}},
+                "thumbnails":false}"#,
+            &start,
+        );
+    }
+
+    #[test]
+    fn golden_stream_stop() {
+        assert_golden(
+            r#"{"stream_id":"str_xyz789","reason":"user_request"}"#,
+            &StreamStop {
+                stream_id: "str_xyz789".into(),
+                reason: Some("user_request".into()),
+            },
+        );
+    }
+
+    #[test]
+    fn golden_stream_stats() {
+        assert_golden(
+            r#"{"stream_id":"str_xyz789","uptime_s":342,"encoder_bitrate_kbps":4800,
+                "links":[{"id":0,"interface":"wwan0","state":"Live","rtt_ms":45.2,"loss_rate":0.001,
+                  "capacity_bps":8500000,"sent_bytes":194000000,"retransmitted_packets":12,"signal_dbm":-72.0},
+                  {"id":1,"interface":"rist://10.0.0.1:15002","state":"Down","rtt_ms":0.0,"loss_rate":1.0,
+                  "capacity_bps":0,"sent_bytes":0,"retransmitted_packets":0}],
+                "output":{"packets_sent":1000,"packets_retransmitted":12,"packets_dropped_deadline":1}}"#,
+            &StreamStats {
+                stream_id: "str_xyz789".into(),
+                uptime_s: 342,
+                encoder_bitrate_kbps: 4800,
+                links: vec![
+                    LinkStats {
+                        id: 0,
+                        interface: "wwan0".into(),
+                        state: LinkState::Live,
+                        rtt_ms: 45.2,
+                        loss_rate: 0.001,
+                        capacity_bps: 8_500_000,
+                        sent_bytes: 194_000_000,
+                        retransmitted_packets: 12,
+                        signal_dbm: Some(-72.0),
+                    },
+                    LinkStats {
+                        id: 1,
+                        interface: "rist://10.0.0.1:15002".into(),
+                        state: LinkState::Down,
+                        rtt_ms: 0.0,
+                        loss_rate: 1.0,
+                        capacity_bps: 0,
+                        sent_bytes: 0,
+                        retransmitted_packets: 0,
+                        signal_dbm: None,
+                    },
+                ],
+                output: OutputStats {
+                    packets_sent: 1000,
+                    packets_retransmitted: 12,
+                    packets_dropped_deadline: 1,
+                },
+            },
+        );
+    }
+
+    #[test]
+    fn golden_stream_ended() {
+        assert_golden(
+            r#"{"stream_id":"str_xyz789","reason":"user_stop","duration_s":3600,"total_bytes":2400000000}"#,
+            &StreamEnded {
+                stream_id: "str_xyz789".into(),
+                reason: EndReason::UserStop,
+                error: None,
+                duration_s: 3600,
+                total_bytes: 2_400_000_000,
+            },
+        );
+        assert_golden(
+            r#"{"stream_id":"s","reason":"error","error":"x264enc: not negotiated","duration_s":2,"total_bytes":0}"#,
+            &StreamEnded {
+                stream_id: "s".into(),
+                reason: EndReason::Error,
+                error: Some("x264enc: not negotiated".into()),
+                duration_s: 2,
+                total_bytes: 0,
+            },
+        );
+    }
+
+    #[test]
+    fn every_end_reason_name() {
+        for (r, n) in [
+            (EndReason::UserStop, "user_stop"),
+            (EndReason::Error, "error"),
+            (EndReason::SourceLost, "source_lost"),
+            (EndReason::Replaced, "replaced"),
+            (EndReason::Shutdown, "shutdown"),
+        ] {
+            assert_eq!(serde_json::to_value(r).unwrap(), n);
+        }
+    }
+}

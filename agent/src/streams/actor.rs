@@ -38,9 +38,17 @@ fn start_error(err: &gst::message::Error) -> ErrorBody {
     let text = format!("{} ({})", err.error(), err.debug().unwrap_or_default());
     let bind = matches!(
         err.error().kind::<gst::ResourceError>(),
-        Some(gst::ResourceError::OpenRead | gst::ResourceError::OpenWrite | gst::ResourceError::OpenReadWrite)
+        Some(
+            gst::ResourceError::OpenRead
+                | gst::ResourceError::OpenWrite
+                | gst::ResourceError::OpenReadWrite
+        )
     ) || text.contains("bind");
-    let code = if bind { ErrorCode::BindFailed } else { ErrorCode::PipelineError };
+    let code = if bind {
+        ErrorCode::BindFailed
+    } else {
+        ErrorCode::PipelineError
+    };
     ErrorBody::new(code, text)
 }
 

@@ -79,8 +79,8 @@ impl StreamsHandle {
     /// `invalid_payload` (naming the field), `not_found` (device, file),
     /// `unsupported`, `pipeline_error`, `bind_failed`.
     pub async fn start(&self, spec: StreamStart) -> Result<(), ErrorBody> {
-        let plan = StreamPlan::from_start(&spec, self.config.media_dir.as_deref())
-            .map_err(plan_error)?;
+        let plan =
+            StreamPlan::from_start(&spec, self.config.media_dir.as_deref()).map_err(plan_error)?;
         let id = plan.stream_id.clone();
         let (cmd_tx, cmd_rx) = mpsc::channel(8);
         {

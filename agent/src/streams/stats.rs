@@ -112,7 +112,10 @@ mod tests {
         assert_eq!(stats.output.packets_sent, 100);
         assert_eq!(stats.bytes_sent, 132_000);
         assert_eq!(stats.links.len(), 2);
-        assert_eq!((stats.links[0].id, stats.links[0].interface.as_str()), (7, "wwan0"));
+        assert_eq!(
+            (stats.links[0].id, stats.links[0].interface.as_str()),
+            (7, "wwan0")
+        );
         assert_eq!(
             (stats.links[1].id, stats.links[1].interface.as_str()),
             (9, "rist://127.0.0.1:15002")

@@ -3,14 +3,19 @@
 //! No sockets, no threads, no clocks: time is passed in as [`std::time::Instant`],
 //! datagrams are passed in as byte slices, and everything to send comes back out of
 //! `poll_transmit`. The GStreamer elements `ristbondsink`/`ristbondsrc` and the
-//! tests drive these state machines (quinn-proto / rtpbin2 style).
+//! tests drive these state machines (quinn-proto / rtpbin2 style): after every
+//! `handle_*` call drain `poll_transmit` (and, on the receiver, `poll_output`); call
+//! `handle_timeout` when `poll_timeout` is due. The only clock read is one
+//! `SystemTime::now()` in each `new()`, the base of the NTP timestamps in RTCP.
 //!
 //! - [`seq`]: 16-bit RTP sequence arithmetic and extension (RFC 3550 §A.1).
 //! - [`rtp`]: RIST RTP packets: PT 33 MPEG-TS, 90 kHz, SSRC rules (TR-06-1 §5.2).
 //! - [`rtcp`]: compound RTCP: SR/RR/SDES (RFC 3550 §6.4), generic NACK
 //!   (RFC 4585 §6.2.1), RIST range NACK (TR-06-1 §5.3.2).
 //! - [`link`]: `rist://` link URIs of the elements' `links` property.
-//! - [`sender`]: the bonding sender: packet scheduling over links, retransmission buffer.
+//! - [`sender`]: the bonding sender: packet scheduling over links (smooth weighted
+//!   round-robin, in a private module so a capacity-driven scheduler can replace it),
+//!   retransmission buffer, SR keepalive, RTT per link.
 //! - [`receiver`]: the bonding receiver: merge, de-duplication, reorder, NACK generation.
 //! - [`ts`]: MPEG-TS packet headers and the continuity checker (TR 101 290 §5.2.1, 1.4).
 
@@ -18,6 +23,7 @@ pub mod link;
 pub mod receiver;
 pub mod rtcp;
 pub mod rtp;
+mod sched;
 pub mod sender;
 pub mod seq;
 pub mod ts;

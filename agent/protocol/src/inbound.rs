@@ -1,0 +1,342 @@
+//! Typed decoding of frames (PROTOCOL.md §2): known types with their payload
+//! structs, unknown types told apart (to be ignored), malformed frames, and invalid
+//! payloads with the offending field named (e.g. `source.resolution`).
+
+use serde_json::{Map, Value};
+
+use crate::auth::AuthLoginResponse;
+use crate::envelope::{Envelope, Message};
+use crate::error::{ErrorBody, ErrorCode};
+use crate::stream::{StreamStart, StreamStop};
+
+/// Control-plane → agent requests of PROTOCOL.md §5 that this agent does not carry
+/// out yet; they decode as [`Inbound::NotImplemented`] and are answered with
+/// error code `unsupported` instead of being ignored as unknown.
+pub const NOT_IMPLEMENTED: &[&str] = &[
+    "stream.links.update",
+    "config.update",
+    "config.get",
+    "config.set",
+    "secret.rotate",
+    "agent.update",
+];
+
+/// A decoded control-plane → agent message body.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Inbound {
+    /// `auth.login.response` (PROTOCOL.md §3).
+    AuthLoginResponse(AuthLoginResponse),
+    /// `stream.start` request (PROTOCOL.md §5); boxed, it is by far the largest.
+    StreamStart(Box<StreamStart>),
+    /// `stream.stop` request (PROTOCOL.md §5).
+    StreamStop(StreamStop),
+    /// A request listed in [`NOT_IMPLEMENTED`]; payload not inspected.
+    NotImplemented,
+}
+
+/// A frame of a known type with a valid payload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InboundMessage {
+    /// Envelope `id` (empty when the frame had none).
+    pub id: String,
+    /// Envelope `type`.
+    pub msg_type: String,
+    /// Envelope `token`, if any.
+    pub token: Option<String>,
+    /// The typed payload.
+    pub body: Inbound,
+}
+
+/// Outcome of [`decode`] for a well-formed frame.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decoded {
+    /// A known type with a valid payload.
+    Known(InboundMessage),
+    /// A type this agent does not know: to be logged once per type and ignored.
+    Unknown {
+        /// Envelope `id`, if any.
+        id: Option<String>,
+        /// Envelope `type`.
+        msg_type: String,
+    },
+}
+
+/// A frame that could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// Not JSON, not an object, or no string `type`: nothing can be answered.
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+    /// A known type whose payload does not match its schema.
+    #[error("invalid payload of {msg_type}: {error}")]
+    InvalidPayload {
+        /// Envelope `id`, if the frame had one (then it is answered).
+        id: Option<String>,
+        /// Envelope `type`.
+        msg_type: String,
+        /// The offending field and why.
+        error: PayloadError,
+    },
+}
+
+impl DecodeError {
+    /// The `error` body of the `<type>.response` to send for this failure: code
+    /// `invalid_payload` naming the field. `None` for malformed frames.
+    pub fn error_body(&self) -> Option<ErrorBody> {
+        match self {
+            DecodeError::Malformed(_) => None,
+            DecodeError::InvalidPayload { error, .. } => Some(error.error_body()),
+        }
+    }
+}
+
+/// Where and why a payload does not match its type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("field `{field}`: {reason}")]
+pub struct PayloadError {
+    /// Dotted path of the field inside the payload, e.g. `encoder.bitrate_kbps`,
+    /// `bonding_config.links[0].uri`; `payload` for the payload itself.
+    pub field: String,
+    /// What is wrong, e.g. `missing field`, `invalid type: string "5000", expected u32`.
+    pub reason: String,
+}
+
+impl PayloadError {
+    /// Error body with code `invalid_payload` and a message naming the field.
+    pub fn error_body(&self) -> ErrorBody {
+        ErrorBody::new(ErrorCode::InvalidPayload, self.to_string())
+    }
+}
+
+/// Decode the payload of `M` from a payload object, naming the bad field on failure.
+pub fn decode_payload<M: Message>(payload: &Map<String, Value>) -> Result<M, PayloadError> {
+    // Deserialising from a borrowed map keeps the frame intact for logging.
+    let value = Value::Object(payload.clone());
+    serde_path_to_error::deserialize::<_, M>(&value).map_err(payload_error)
+}
+
+impl Envelope {
+    /// Decode this envelope's payload as `M` (see [`decode_payload`]).
+    pub fn decode<M: Message>(&self) -> Result<M, PayloadError> {
+        decode_payload(&self.payload)
+    }
+}
+
+/// Decode one text frame from the control plane (PROTOCOL.md §2).
+///
+/// - not JSON / not an object / no string `type` → [`DecodeError::Malformed`];
+/// - a type this agent does not know → [`Decoded::Unknown`];
+/// - a known type whose payload is not an object or does not match →
+///   [`DecodeError::InvalidPayload`] naming the field;
+/// - otherwise [`Decoded::Known`]. Unknown fields are ignored.
+pub fn decode(text: &str) -> Result<Decoded, DecodeError> {
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| DecodeError::Malformed(format!("not JSON: {e}")))?;
+    let Value::Object(mut frame) = value else {
+        return Err(DecodeError::Malformed("not a JSON object".into()));
+    };
+    let Some(msg_type) = frame.get("type").and_then(Value::as_str).map(str::to_owned) else {
+        return Err(DecodeError::Malformed("no string field `type`".into()));
+    };
+    let id = frame.get("id").and_then(Value::as_str).map(str::to_owned);
+    let token = frame
+        .get("token")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+
+    if !is_known(&msg_type) {
+        return Ok(Decoded::Unknown { id, msg_type });
+    }
+    let invalid = |error: PayloadError| DecodeError::InvalidPayload {
+        id: id.clone(),
+        msg_type: msg_type.clone(),
+        error,
+    };
+    let payload = match frame.remove("payload") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(map)) => map,
+        Some(_) => {
+            return Err(invalid(PayloadError {
+                field: "payload".into(),
+                reason: "not a JSON object".into(),
+            }))
+        }
+    };
+    let body = match msg_type.as_str() {
+        AuthLoginResponse::TYPE => {
+            Inbound::AuthLoginResponse(decode_payload(&payload).map_err(invalid)?)
+        }
+        StreamStart::TYPE => {
+            Inbound::StreamStart(Box::new(decode_payload(&payload).map_err(invalid)?))
+        }
+        StreamStop::TYPE => Inbound::StreamStop(decode_payload(&payload).map_err(invalid)?),
+        _ => Inbound::NotImplemented,
+    };
+    Ok(Decoded::Known(InboundMessage {
+        id: id.unwrap_or_default(),
+        msg_type,
+        token,
+        body,
+    }))
+}
+
+fn is_known(msg_type: &str) -> bool {
+    matches!(
+        msg_type,
+        AuthLoginResponse::TYPE | StreamStart::TYPE | StreamStop::TYPE
+    ) || NOT_IMPLEMENTED.contains(&msg_type)
+}
+
+fn payload_error(err: serde_path_to_error::Error<serde_json::Error>) -> PayloadError {
+    let mut field = err.path().to_string();
+    if field == "." || field == "?" {
+        field.clear();
+    }
+    let reason = err.inner().to_string();
+    // serde reports a missing field at the enclosing struct: name the field itself.
+    if let Some(name) = reason
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.strip_suffix('`'))
+    {
+        let field = if field.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{field}.{name}")
+        };
+        return PayloadError {
+            field,
+            reason: "missing field".into(),
+        };
+    }
+    PayloadError {
+        field: if field.is_empty() {
+            "payload".into()
+        } else {
+            field
+        },
+        reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const START: &str = r#"{"id":"0190f3c2-0000-7000-8000-000000000001","type":"stream.start",
+        "ts":"2026-02-14T10:30:00.123Z","payload":{"stream_id":"str_1",
+        "source":{"mode":"test","resolution":"320x240","framerate":30},
+        "encoder":{"bitrate_kbps":1000},
+        "bonding_config":{"version":1,"links":[{"id":0,"uri":"rist://127.0.0.1:15000"}]},
+        "some_future_field":true}}"#;
+
+    fn invalid(text: &str) -> (Option<String>, String, PayloadError) {
+        match decode(text) {
+            Err(DecodeError::InvalidPayload {
+                id,
+                msg_type,
+                error,
+            }) => (id, msg_type, error),
+            other => panic!("expected invalid payload, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn known_type_decodes_and_ignores_unknown_fields() {
+        let Ok(Decoded::Known(msg)) = decode(START) else {
+            panic!("not decoded")
+        };
+        assert_eq!(msg.msg_type, "stream.start");
+        assert_eq!(msg.id, "0190f3c2-0000-7000-8000-000000000001");
+        let Inbound::StreamStart(start) = msg.body else {
+            panic!("wrong body")
+        };
+        assert_eq!(start.source.resolution, "320x240");
+    }
+
+    #[test]
+    fn unknown_type_is_told_apart() {
+        let d = decode(r#"{"id":"1","type":"weather.report","ts":"x","payload":{"rain":true}}"#);
+        assert_eq!(
+            d,
+            Ok(Decoded::Unknown {
+                id: Some("1".into()),
+                msg_type: "weather.report".into()
+            })
+        );
+    }
+
+    #[test]
+    fn malformed_frames() {
+        for text in [
+            "{not json",
+            "[1,2]",
+            r#"{"id":"1","payload":{}}"#,
+            r#"{"type":7}"#,
+        ] {
+            assert!(
+                matches!(decode(text), Err(DecodeError::Malformed(_))),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn missing_nested_field_is_named() {
+        let text = START.replace(r#""resolution":"320x240","#, "");
+        let (id, ty, err) = invalid(&text);
+        assert_eq!(id.as_deref(), Some("0190f3c2-0000-7000-8000-000000000001"));
+        assert_eq!(ty, "stream.start");
+        assert_eq!(err.field, "source.resolution");
+        assert_eq!(err.reason, "missing field");
+        let body = DecodeError::InvalidPayload {
+            id,
+            msg_type: ty,
+            error: err,
+        }
+        .error_body()
+        .unwrap();
+        assert_eq!(body.code, ErrorCode::InvalidPayload);
+        assert!(
+            body.message.contains("source.resolution"),
+            "{}",
+            body.message
+        );
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let text = START.replace(r#""bitrate_kbps":1000"#, r#""bitrate_kbps":"1000""#);
+        let (_, _, err) = invalid(&text);
+        assert_eq!(err.field, "encoder.bitrate_kbps");
+        assert!(
+            err.reason.contains("invalid type: string"),
+            "{}",
+            err.reason
+        );
+    }
+
+    #[test]
+    fn array_element_is_named() {
+        let text = START.replace(r#""uri":"rist://127.0.0.1:15000""#, r#""uri":5"#);
+        let (_, _, err) = invalid(&text);
+        assert_eq!(err.field, "bonding_config.links[0].uri");
+    }
+
+    #[test]
+    fn top_level_missing_field_and_non_object_payload() {
+        let (_, _, err) = invalid(r#"{"id":"2","type":"stream.stop","ts":"x","payload":{}}"#);
+        assert_eq!(err.field, "stream_id");
+        let (_, _, err) = invalid(r#"{"id":"2","type":"stream.stop","ts":"x","payload":[1]}"#);
+        assert_eq!(err.field, "payload");
+    }
+
+    #[test]
+    fn not_implemented_requests_are_known() {
+        let Ok(Decoded::Known(msg)) =
+            decode(r#"{"id":"3","type":"config.get","ts":"x","payload":{}}"#)
+        else {
+            panic!()
+        };
+        assert_eq!(msg.body, Inbound::NotImplemented);
+    }
+}

@@ -1,0 +1,277 @@
+//! The control task (ARCHITECTURE.md "Data flow on the sender"): the outbound
+//! WebSocket to the control plane, authentication, backoff, the event queue, and
+//! the session that dispatches requests to the stream manager (PROTOCOL.md §1–§6).
+//!
+//! One task owns everything here. Streams do not depend on the connection: the
+//! stream manager keeps running while the control plane is away, and its reports
+//! are drained all the time (`stream.stats` are dropped while disconnected,
+//! `stream.ended` are kept and sent after the next login).
+
+pub mod backoff;
+pub mod book;
+pub mod connect;
+pub mod jwt;
+mod session;
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use braid_protocol::auth::AuthLogin;
+use braid_protocol::event::{Category, Event, Severity};
+use braid_protocol::stream::StreamEnded;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::credentials::{self, Credentials};
+use crate::device::StatusCollector;
+use crate::streams::{StreamReport, StreamsHandle};
+
+use backoff::Backoff;
+use book::StreamBook;
+use connect::Endpoint;
+
+/// Agent version reported in `auth.login` and `health`.
+pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
+/// Capabilities reported in `auth.login` and `health`.
+pub const CAPABILITIES: &[&str] = &["rist-bonding", "test-source", "v4l2", "media-file"];
+/// Longest the event queue gets (PROTOCOL.md §6).
+pub const EVENT_QUEUE_MAX: usize = 4096;
+
+/// Keepalive and timing constants of a session (PROTOCOL.md §1, §3, §4).
+pub mod timing {
+    use std::time::Duration;
+    /// WebSocket Ping period.
+    pub const PING: Duration = Duration::from_secs(15);
+    /// No frame at all from the control plane for this long: reconnect.
+    pub const SILENCE: Duration = Duration::from_secs(45);
+    /// Wait for `auth.login.response`.
+    pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
+    /// `health` period.
+    pub const HEALTH: Duration = Duration::from_secs(15);
+    /// A single frame write must finish within this time.
+    pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+    /// On shutdown, how long to wait for the streams' `stream.ended`.
+    pub const SHUTDOWN_FLUSH: Duration = Duration::from_secs(5);
+}
+
+/// Errors that stop the control task for good (the agent exits non-zero).
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// The endpoint cannot be used (ws:// refused, TLS config).
+    #[error(transparent)]
+    Endpoint(#[from] connect::ConnectError),
+    /// No credentials.json and no enrollment token: nothing to log in with.
+    #[error("no {file} and no control_plane.enrollment_token in the config: cannot log in")]
+    NoIdentity {
+        /// The credentials path looked at.
+        file: String,
+    },
+    /// credentials.json exists but cannot be read.
+    #[error("credentials: {0}")]
+    Credentials(#[from] credentials::CredentialsError),
+}
+
+/// Everything the control task needs.
+pub struct ControlParams {
+    /// The agent config (after environment overrides).
+    pub config: Config,
+    /// `BRAID_ALLOW_INSECURE=1`.
+    pub allow_insecure: bool,
+    /// The stream manager.
+    pub streams: StreamsHandle,
+    /// Reports of the stream manager.
+    pub reports: mpsc::Receiver<StreamReport>,
+    /// Fires on SIGTERM/SIGINT.
+    pub cancel: CancellationToken,
+}
+
+/// How one connection attempt ended.
+#[derive(Debug)]
+enum SessionEnd {
+    /// Shutdown requested.
+    Shutdown,
+    /// Failed before or after login; reconnect with backoff.
+    Lost {
+        /// Whether `auth.login` succeeded on this connection (resets the backoff).
+        logged_in: bool,
+        /// What happened.
+        reason: String,
+    },
+    /// The control plane refused the login; retry no faster than the cap.
+    Refused(String),
+}
+
+/// State of the control task that outlives connections.
+struct Control {
+    config: Config,
+    endpoint: Endpoint,
+    streams: StreamsHandle,
+    reports: mpsc::Receiver<StreamReport>,
+    cancel: CancellationToken,
+    credentials: Option<Credentials>,
+    book: Arc<Mutex<StreamBook>>,
+    collector: Arc<Mutex<StatusCollector>>,
+    events: VecDeque<Event>,
+    pending_ended: VecDeque<StreamEnded>,
+    unknown_types: HashSet<String>,
+    version_warned: bool,
+    started: Instant,
+    hostname: String,
+}
+
+/// Run the control task until `cancel` fires. Errors: the endpoint or identity is
+/// unusable (checked before the first connect: `ws://` without
+/// `BRAID_ALLOW_INSECURE=1`, TLS config, neither credentials nor enrollment token).
+pub async fn run(params: ControlParams) -> Result<(), ControlError> {
+    let endpoint = Endpoint::new(&params.config, params.allow_insecure)?;
+    let state_dir = params.config.agent.state_dir.clone();
+    let creds = credentials::load(&state_dir)?;
+    if creds.is_none() && params.config.control_plane.enrollment_token.is_none() {
+        return Err(ControlError::NoIdentity {
+            file: credentials::path(&state_dir).display().to_string(),
+        });
+    }
+    let collector = StatusCollector::new(&params.config.agent.media_dir);
+    let mut control = Control {
+        endpoint,
+        streams: params.streams,
+        reports: params.reports,
+        cancel: params.cancel,
+        credentials: creds,
+        book: Arc::default(),
+        collector: Arc::new(Mutex::new(collector)),
+        events: VecDeque::new(),
+        pending_ended: VecDeque::new(),
+        unknown_types: HashSet::new(),
+        version_warned: false,
+        started: Instant::now(),
+        hostname: hostname::get()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "unknown".into()),
+        config: params.config,
+    };
+    control.run().await;
+    Ok(())
+}
+
+impl Control {
+    async fn run(&mut self) {
+        let mut backoff = Backoff::new();
+        loop {
+            if self.cancel.is_cancelled() {
+                return;
+            }
+            match self.connect_and_serve().await {
+                SessionEnd::Shutdown => return,
+                SessionEnd::Lost { logged_in, reason } => {
+                    if logged_in {
+                        backoff.reset();
+                        self.raise(Event::new(
+                            Severity::Warning,
+                            Category::Manager,
+                            format!("Manager connection lost, reconnecting: {reason}"),
+                        ));
+                    }
+                    tracing::warn!(url = %self.endpoint.url(), "control plane: {reason}");
+                }
+                SessionEnd::Refused(reason) => {
+                    backoff.saturate();
+                    tracing::error!("control plane refused the login: {reason}");
+                }
+            }
+            let delay = backoff.next_delay();
+            tracing::info!("reconnecting in {:.1} s", delay.as_secs_f64());
+            if !self.idle(delay).await {
+                return;
+            }
+        }
+    }
+
+    /// Dial and, once connected, run the session. Reports are drained meanwhile.
+    async fn connect_and_serve(&mut self) -> SessionEnd {
+        let endpoint = self.endpoint.clone();
+        let dial = endpoint.connect();
+        tokio::pin!(dial);
+        let ws = loop {
+            tokio::select! {
+                _ = self.cancel.cancelled() => return SessionEnd::Shutdown,
+                Some(report) = self.reports.recv() => self.offline_report(report),
+                result = &mut dial => match result {
+                    Ok(ws) => break ws,
+                    Err(e) => return SessionEnd::Lost { logged_in: false, reason: e.to_string() },
+                },
+            }
+        };
+        tracing::info!(url = %self.endpoint.url(), "connected to control plane");
+        session::Session::new(self, ws).run().await
+    }
+
+    /// Wait `delay` while draining reports. `false` on shutdown.
+    async fn idle(&mut self, delay: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + delay;
+        loop {
+            tokio::select! {
+                _ = self.cancel.cancelled() => return false,
+                _ = tokio::time::sleep_until(deadline) => return true,
+                Some(report) = self.reports.recv() => self.offline_report(report),
+            }
+        }
+    }
+
+    /// A report while not logged in: stats are stale by the time we reconnect and
+    /// are dropped; `stream.ended` is kept for the next session.
+    fn offline_report(&mut self, report: StreamReport) {
+        match report {
+            StreamReport::Stats(stats) => self.lock_book().on_stats(&stats),
+            StreamReport::Ended(ended) => {
+                self.lock_book().on_ended(&ended.stream_id);
+                tracing::info!(stream_id = %ended.stream_id, reason = ?ended.reason, "stream ended while disconnected");
+                self.pending_ended.push_back(ended);
+            }
+        }
+    }
+
+    /// Queue an event (PROTOCOL.md §6): bounded; when full, the oldest `info` goes
+    /// first, else the oldest event.
+    fn raise(&mut self, event: Event) {
+        tracing::info!(severity = ?event.severity, category = ?event.category, "event: {}", event.message);
+        if self.events.len() >= EVENT_QUEUE_MAX {
+            let victim = self
+                .events
+                .iter()
+                .position(|e| e.severity == Severity::Info)
+                .unwrap_or(0);
+            self.events.remove(victim);
+        }
+        self.events.push_back(event);
+    }
+
+    /// The `auth.login` payload: credentials when we have them, else the
+    /// enrollment token (never both, never the token once credentials exist).
+    fn login_payload(&self) -> AuthLogin {
+        let (enrollment_token, sender_id, device_key) = match &self.credentials {
+            Some(c) => (None, Some(c.sender_id.clone()), Some(c.device_key.clone())),
+            None => (
+                self.config.control_plane.enrollment_token.clone(),
+                None,
+                None,
+            ),
+        };
+        AuthLogin {
+            enrollment_token,
+            sender_id,
+            device_key,
+            agent_version: AGENT_VERSION.into(),
+            protocol_version: braid_protocol::PROTOCOL_VERSION,
+            hostname: self.hostname.clone(),
+            arch: std::env::consts::ARCH.into(),
+            capabilities: CAPABILITIES.iter().map(|c| (*c).to_owned()).collect(),
+        }
+    }
+
+    fn lock_book(&self) -> std::sync::MutexGuard<'_, StreamBook> {
+        self.book.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}

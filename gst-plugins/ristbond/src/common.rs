@@ -1,0 +1,152 @@
+//! Helpers shared by `ristbondsink` and `ristbondsrc`: constants of the profile,
+//! socket creation, random identifiers.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// Bytes of one MPEG-TS packet (ISO/IEC 13818-1 §2.4.3.2).
+pub const TS_PACKET_SIZE: usize = ristbond_core::ts::TS_PACKET_SIZE;
+
+/// Largest RTP payload: 7 TS packets = 1316 bytes (TR-06-1 §5.2, SMPTE 2022-2 practice).
+pub const MAX_PAYLOAD: usize = 7 * TS_PACKET_SIZE;
+
+/// Interval between compound RTCP packets (SR or RR + SDES) on every link. RIST uses RTCP
+/// as keepalive and for RTT measurement, so it is sent far more often than RFC 3550 §6.2
+/// would (TR-06-1 §5.2.3: at least every 100 ms is recommended).
+pub const RTCP_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Read timeout of the receive threads: how quickly they notice `stop`.
+pub const RECV_POLL: Duration = Duration::from_millis(50);
+
+/// Longest wait of the timer threads between checks of `stop`.
+pub const TIMER_POLL: Duration = Duration::from_millis(100);
+
+/// Largest UDP datagram we read.
+pub const MAX_DATAGRAM: usize = 65_536;
+
+/// Socket buffer size we ask for (the kernel caps it at `net.core.{r,w}mem_max`), bytes.
+pub const SOCKET_BUFFER: usize = 4 * 1024 * 1024;
+
+/// Default RTCP SDES CNAME (RFC 3550 §6.5.1): the host name, or `braid` if unknown.
+pub fn default_cname() -> String {
+    hostname::get()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "braid".to_owned())
+}
+
+/// A random 32-bit value (SSRC, RTP timestamp offset; RFC 3550 §8.1 asks for random
+/// choices). Uses the std hasher's per-process random keys; no cryptographic strength
+/// is needed.
+pub fn random_u32() -> u32 {
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u64(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0),
+    );
+    hasher.finish() as u32
+}
+
+/// Resolve `host:port` to its first socket address.
+pub fn resolve(host: &str, port: u16) -> io::Result<SocketAddr> {
+    // Literal IPv6 hosts may be written in brackets.
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    (host, port)
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{host} has no address")))
+}
+
+/// Where a UDP socket is bound.
+pub struct Bind<'a> {
+    /// Address family to use when nothing is bound explicitly.
+    pub domain_of: SocketAddr,
+    /// Network interface (SO_BINDTODEVICE; needs CAP_NET_RAW).
+    pub iface: Option<&'a str>,
+    /// Local address to bind; `None` = wildcard address of `domain_of`'s family,
+    /// ephemeral port.
+    pub local: Option<SocketAddr>,
+}
+
+/// What went wrong while creating a socket, for an element error naming the cause.
+#[derive(Debug)]
+pub enum SocketError {
+    /// `SO_BINDTODEVICE` failed.
+    BindDevice(io::Error),
+    /// `bind()` failed.
+    Bind(SocketAddr, io::Error),
+    /// Anything else (socket(), options).
+    Other(io::Error),
+}
+
+/// Create a UDP socket as described by `bind`, with large buffers and `read_timeout`.
+/// SO_REUSEADDR is left off, so a port already in use is an error.
+pub fn udp_socket(bind: &Bind<'_>, read_timeout: Duration) -> Result<UdpSocket, SocketError> {
+    let domain = Domain::for_address(bind.local.unwrap_or(bind.domain_of));
+    let socket =
+        Socket::new(domain, Type::DGRAM, Some(Protocol::UDP)).map_err(SocketError::Other)?;
+    // Best effort: the kernel may cap or refuse larger buffers.
+    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
+    if let Some(iface) = bind.iface {
+        socket
+            .bind_device(Some(iface.as_bytes()))
+            .map_err(SocketError::BindDevice)?;
+    }
+    // Without an explicit local address, bind the wildcard address with an ephemeral
+    // port now, so the socket can receive (RTCP answers) before it first sends.
+    let local = bind.local.unwrap_or(match bind.domain_of {
+        SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
+        SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], 0)),
+    });
+    socket
+        .bind(&local.into())
+        .map_err(|e| SocketError::Bind(local, e))?;
+    socket
+        .set_read_timeout(Some(read_timeout))
+        .map_err(SocketError::Other)?;
+    Ok(socket.into())
+}
+
+/// True for errors of a read with timeout that only mean "nothing arrived".
+pub fn is_timeout(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
+}
+
+/// Convert nanoseconds to 90 kHz RTP timestamp units (RFC 3550 §5.1, TR-06-1 §5.2),
+/// wrapping modulo 2^32.
+pub fn ns_to_rtp90(ns: u64) -> u32 {
+    ((ns as u128 * 90_000 / 1_000_000_000) & 0xffff_ffff) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rtp_clock() {
+        assert_eq!(ns_to_rtp90(0), 0);
+        assert_eq!(ns_to_rtp90(1_000_000_000), 90_000);
+        assert_eq!(ns_to_rtp90(1_000_000), 90);
+        // 2^32 / 90000 s ≈ 13.25 h: wraps.
+        let wrap_ns = (1u128 << 32) * 1_000_000_000 / 90_000;
+        assert!(ns_to_rtp90(wrap_ns as u64 + 1_000_000) < 200);
+    }
+
+    #[test]
+    fn random_values_differ() {
+        let a: Vec<u32> = (0..8).map(|_| random_u32()).collect();
+        assert!(a.windows(2).any(|w| w[0] != w[1]));
+    }
+}

@@ -1,0 +1,933 @@
+// SPDX-License-Identifier: MPL-2.0
+
+/**
+ * element-ristbondsink:
+ *
+ * RIST Simple Profile (VSF TR-06-1) sender bonded over several UDP links.
+ *
+ * Every input buffer (`video/mpegts, systemstream=true`) is cut into RTP payloads of at
+ * most 7 × 188 bytes, which get one RTP sequence space and SSRC over all links
+ * (RTP PT 33, 90 kHz clock from the buffer's running time; RFC 3550). Each packet goes
+ * out on one link, chosen by the bonding scheduler of `ristbond-core`. Per link there is
+ * an RTP socket sending to HOST:PORT and an RTCP socket sending sender reports + SDES to
+ * HOST:PORT+1 and receiving the receiver's RR and NACKs (RFC 4585 §6.2.1 generic NACK,
+ * TR-06-1 §5.3.2 range NACK) on the same socket; retransmissions go on the best live
+ * link. A `ristbond-stats` element message is posted every `stats-interval` ms
+ * (see `docs/elements.md`).
+ *
+ * At EOS the element keeps answering NACKs for `eos-linger` ms, posts a final
+ * `ristbond-stats` message and then lets EOS through.
+ *
+ * ## Example pipeline
+ * ```bash
+ * gst-launch-1.0 -e videotestsrc num-buffers=300 \
+ *   ! video/x-raw,format=I420,width=1280,height=720,framerate=30/1 \
+ *   ! x264enc tune=zerolatency bitrate=4000 key-int-max=60 ! h264parse \
+ *   ! mpegtsmux alignment=7 \
+ *   ! ristbondsink links="rist://127.0.0.1:15000,rist://127.0.0.1:15002"
+ * ```
+ *
+ * Since: plugin 0.1
+ */
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_base::prelude::*;
+use gst_base::subclass::prelude::*;
+use ristbond_core::link::LinkUri;
+use ristbond_core::sender::{Sender, SenderConfig, SenderStats};
+use ristbond_core::{Channel, LinkId, Transmit};
+use serde::Deserialize;
+
+use crate::common::{self, Bind, SocketError, MAX_PAYLOAD, TS_PACKET_SIZE};
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "ristbondsink",
+        gst::DebugColorFlags::empty(),
+        Some("RIST bonding sender"),
+    )
+});
+
+const DEFAULT_LINKS: &str = "";
+const DEFAULT_LATENCY_MS: u32 = 1000;
+const DEFAULT_STATS_INTERVAL_MS: u32 = 1000;
+const DEFAULT_CONFIG: &str = "";
+const DEFAULT_EOS_LINGER_MS: u32 = 500;
+
+/// Scheduling weight of every link until the core estimates capacities itself.
+const DEFAULT_LINK_WEIGHT: u32 = 1;
+
+/// A link that has sent RTCP within this time is `Live` (or `Degraded`) in the stats;
+/// older than this it is `Down`.
+const LINK_DOWN_AFTER: Duration = Duration::from_secs(2);
+
+/// Receiver-reported loss above which a live link is shown as `Degraded`.
+const DEGRADED_LOSS_RATE: f64 = 0.1;
+
+#[derive(Debug, Clone)]
+struct Settings {
+    links: String,
+    latency_ms: u32,
+    stats_interval_ms: u32,
+    config: String,
+    cname: String,
+    eos_linger_ms: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            links: DEFAULT_LINKS.to_owned(),
+            latency_ms: DEFAULT_LATENCY_MS,
+            stats_interval_ms: DEFAULT_STATS_INTERVAL_MS,
+            config: DEFAULT_CONFIG.to_owned(),
+            cname: common::default_cname(),
+            eos_linger_ms: DEFAULT_EOS_LINGER_MS,
+        }
+    }
+}
+
+/// The part of `bonding_config` (PROTOCOL.md §5, TOML) the element uses. Unknown keys
+/// (and the `scheduler` table, not used yet) are accepted and ignored.
+#[derive(Debug, Default, Deserialize)]
+struct BondingConfig {
+    #[serde(default)]
+    version: Option<u32>,
+    #[serde(default)]
+    links: Vec<ConfigLink>,
+    #[serde(default)]
+    scheduler: Option<toml::Table>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ConfigLink {
+    id: u32,
+    uri: String,
+    #[serde(default)]
+    interface: Option<String>,
+}
+
+/// One configured link, before sockets exist.
+#[derive(Debug, Clone)]
+struct LinkSpec {
+    id: LinkId,
+    uri: LinkUri,
+}
+
+/// Sockets and counters of one running link.
+#[derive(Debug)]
+struct LinkIo {
+    id: LinkId,
+    uri: String,
+    iface: String,
+    rtp: UdpSocket,
+    rtcp: UdpSocket,
+    rtp_dest: SocketAddr,
+    rtcp_dest: SocketAddr,
+    send_errors: AtomicU64,
+}
+
+/// The protocol state shared by `render()` and the link threads.
+#[derive(Debug)]
+struct Core {
+    sender: Sender,
+    /// When RTCP last arrived, per link (same order as `Shared::links`).
+    last_rtcp: Vec<Option<Instant>>,
+    /// When the next periodic `ristbond-stats` is due (`None`: stats-interval 0).
+    next_stats: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    links: Vec<LinkIo>,
+    core: Mutex<Core>,
+    /// Wakes the timer thread when the core's timeout may have moved.
+    wake: Condvar,
+    stop: AtomicBool,
+    stats_interval: Option<Duration>,
+}
+
+/// Running state, from `start()` to `stop()`.
+#[derive(Debug)]
+struct State {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+    /// Whole TS packets and a partial one carried over from the previous buffer.
+    pending: Vec<u8>,
+    /// Random RTP timestamp offset (RFC 3550 §5.1).
+    rtp_offset: u32,
+    /// Clock for buffers without a timestamp.
+    started: Instant,
+}
+
+/// Implementation of `ristbondsink`.
+#[derive(Default)]
+pub struct RistBondSink {
+    settings: Mutex<Settings>,
+    state: Mutex<Option<State>>,
+    /// Set between `unlock()` and `unlock_stop()`: interrupts the EOS linger.
+    flushing: Mutex<bool>,
+    flushing_cond: Condvar,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    fn link_index(&self, id: LinkId) -> Option<usize> {
+        self.links.iter().position(|l| l.id == id)
+    }
+
+    /// Send datagrams; errors are counted per link and logged, never fatal (nobody may
+    /// listen yet, a modem may be down).
+    fn send(&self, obj: &gst::Object, transmits: Vec<Transmit>) {
+        for t in transmits {
+            let Some(link) = self.link_index(t.link).map(|i| &self.links[i]) else {
+                gst::warning!(CAT, obj = obj, "transmit for unknown link {}", t.link);
+                continue;
+            };
+            let (socket, dest) = match t.channel {
+                Channel::Rtp => (&link.rtp, link.rtp_dest),
+                Channel::Rtcp => (&link.rtcp, link.rtcp_dest),
+            };
+            if let Err(err) = socket.send_to(&t.data, dest) {
+                let n = link.send_errors.fetch_add(1, Ordering::Relaxed) + 1;
+                if n == 1 || n.is_power_of_two() {
+                    gst::debug!(
+                        CAT,
+                        obj = obj,
+                        "link {} ({}): send {:?} to {dest} failed ({n} errors so far): {err}",
+                        link.id,
+                        link.uri,
+                        t.channel
+                    );
+                }
+            }
+        }
+    }
+
+    /// Build the `ristbond-stats` structure (docs/elements.md).
+    fn stats_structure(&self, core: &Core, now: Instant) -> gst::Structure {
+        let stats: SenderStats = core.sender.stats();
+        let links: Vec<gst::Structure> = self
+            .links
+            .iter()
+            .enumerate()
+            .map(|(i, link)| {
+                let ls = stats.links.iter().find(|s| s.id == link.id);
+                let loss_rate = ls.map(|s| s.loss_rate).unwrap_or(0.0);
+                let state = match core.last_rtcp[i] {
+                    None => "Probing",
+                    Some(t) if now.saturating_duration_since(t) > LINK_DOWN_AFTER => "Down",
+                    Some(_) if loss_rate > DEGRADED_LOSS_RATE => "Degraded",
+                    Some(_) => "Live",
+                };
+                gst::Structure::builder("ristbond-link")
+                    .field("id", link.id)
+                    .field("uri", link.uri.as_str())
+                    .field("interface", link.iface.as_str())
+                    .field("state", state)
+                    .field("rtt-ms", ls.and_then(|s| s.rtt_ms).unwrap_or(0.0))
+                    .field("loss-rate", loss_rate)
+                    .field("capacity-bps", 0u64)
+                    .field("sent-packets", ls.map(|s| s.sent_packets).unwrap_or(0))
+                    .field("sent-bytes", ls.map(|s| s.sent_bytes).unwrap_or(0))
+                    .field(
+                        "retransmitted-packets",
+                        ls.map(|s| s.retransmitted_packets).unwrap_or(0),
+                    )
+                    .field("nacks-received", ls.map(|s| s.nacks_received).unwrap_or(0))
+                    .field("send-errors", link.send_errors.load(Ordering::Relaxed))
+                    .build()
+            })
+            .collect();
+        let bytes_sent: u64 = stats.links.iter().map(|l| l.sent_bytes).sum();
+        gst::Structure::builder("ristbond-stats")
+            .field("packets-sent", stats.packets_sent)
+            .field("packets-retransmitted", stats.packets_retransmitted)
+            .field("packets-dropped-deadline", stats.packets_dropped_deadline)
+            .field("bytes-sent", bytes_sent)
+            .field("links", gst::Array::new(links))
+            .build()
+    }
+}
+
+fn drain(sender: &mut Sender) -> Vec<Transmit> {
+    std::iter::from_fn(|| sender.poll_transmit()).collect()
+}
+
+fn post_stats(element: &super::RistBondSink, s: gst::Structure) {
+    let msg = gst::message::Element::builder(s).src(element).build();
+    let _ = element.post_message(msg);
+}
+
+/// Timer thread: runs the core's timers (sender reports, buffer expiry), sends what they
+/// produce and posts periodic stats.
+fn timer_thread(shared: Arc<Shared>, element: glib::WeakRef<super::RistBondSink>) {
+    let mut core = lock(&shared.core);
+    loop {
+        if shared.stop.load(Ordering::Acquire) {
+            return;
+        }
+        let now = Instant::now();
+        if core.sender.poll_timeout().is_some_and(|t| t <= now) {
+            core.sender.handle_timeout(now);
+        }
+        let transmits = drain(&mut core.sender);
+        let stats = match (core.next_stats, shared.stats_interval) {
+            (Some(due), Some(interval)) if due <= now => {
+                core.next_stats = Some(due + interval)
+                    .filter(|n| *n > now)
+                    .or(Some(now + interval));
+                Some(shared.stats_structure(&core, now))
+            }
+            _ => None,
+        };
+        if !transmits.is_empty() || stats.is_some() {
+            drop(core);
+            let Some(element) = element.upgrade() else {
+                return;
+            };
+            shared.send(element.upcast_ref(), transmits);
+            if let Some(s) = stats {
+                post_stats(&element, s);
+            }
+            core = lock(&shared.core);
+            continue;
+        }
+        let mut deadline = now + common::TIMER_POLL;
+        if let Some(t) = core.sender.poll_timeout() {
+            deadline = deadline.min(t);
+        }
+        if let Some(t) = core.next_stats {
+            deadline = deadline.min(t);
+        }
+        let wait = deadline.saturating_duration_since(now);
+        core = shared
+            .wake
+            .wait_timeout(core, wait)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+    }
+}
+
+/// RTCP thread of one link: feeds RR/NACKs to the core and sends the retransmissions.
+fn rtcp_thread(shared: Arc<Shared>, index: usize, element: glib::WeakRef<super::RistBondSink>) {
+    let mut buf = vec![0u8; common::MAX_DATAGRAM];
+    let link = &shared.links[index];
+    while !shared.stop.load(Ordering::Acquire) {
+        let (n, from) = match link.rtcp.recv_from(&mut buf) {
+            Ok(r) => r,
+            Err(err) if common::is_timeout(&err) => continue,
+            Err(err) => {
+                // ICMP errors (ECONNREFUSED...) surface here; they are not fatal.
+                if let Some(element) = element.upgrade() {
+                    gst::trace!(CAT, obj = element, "link {} RTCP receive: {err}", link.id);
+                }
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+        };
+        let now = Instant::now();
+        let transmits = {
+            let mut core = lock(&shared.core);
+            if let Err(err) = core.sender.handle_rtcp(link.id, &buf[..n], now) {
+                if let Some(element) = element.upgrade() {
+                    gst::debug!(
+                        CAT,
+                        obj = element,
+                        "link {}: RTCP from {from} dropped: {err}",
+                        link.id
+                    );
+                }
+            } else {
+                core.last_rtcp[index] = Some(now);
+            }
+            drain(&mut core.sender)
+        };
+        shared.wake.notify_all();
+        if let Some(element) = element.upgrade() {
+            shared.send(element.upcast_ref(), transmits);
+        }
+    }
+}
+
+impl RistBondSink {
+    /// The links to use: the `links` property, or `config.links[]` when it is empty.
+    fn link_specs(&self, settings: &Settings) -> Result<Vec<LinkSpec>, gst::ErrorMessage> {
+        let config: BondingConfig = if settings.config.trim().is_empty() {
+            BondingConfig::default()
+        } else {
+            toml::from_str(&settings.config).map_err(|err| {
+                gst::error_msg!(
+                    gst::ResourceError::Settings,
+                    ["Invalid `config` (bonding_config TOML): {}", err]
+                )
+            })?
+        };
+        if let Some(version) = config.version.filter(|v| *v != 1) {
+            return Err(gst::error_msg!(
+                gst::ResourceError::Settings,
+                [
+                    "Unsupported bonding_config version {} (expected 1)",
+                    version
+                ]
+            ));
+        }
+        if config.scheduler.is_some() {
+            gst::info!(
+                CAT,
+                imp = self,
+                "bonding_config.scheduler accepted; scheduler tuning is not applied yet"
+            );
+        }
+
+        let specs = if !settings.links.trim().is_empty() {
+            if !config.links.is_empty() {
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "`links` property set: ignoring bonding_config.links"
+                );
+            }
+            LinkUri::parse_list(&settings.links)
+                .map_err(|err| {
+                    gst::error_msg!(gst::ResourceError::Settings, ["Invalid `links`: {}", err])
+                })?
+                .into_iter()
+                .enumerate()
+                .map(|(i, uri)| LinkSpec {
+                    id: i as LinkId,
+                    uri,
+                })
+                .collect::<Vec<_>>()
+        } else {
+            let mut specs: Vec<LinkSpec> = Vec::new();
+            for link in &config.links {
+                let mut uri = LinkUri::parse(&link.uri).map_err(|err| {
+                    gst::error_msg!(
+                        gst::ResourceError::Settings,
+                        ["Invalid bonding_config link {}: {}", link.id, err]
+                    )
+                })?;
+                if specs.iter().any(|s| s.id == link.id) {
+                    return Err(gst::error_msg!(
+                        gst::ResourceError::Settings,
+                        ["Duplicate bonding_config link id {}", link.id]
+                    ));
+                }
+                if let Some(iface) = link.interface.as_ref().filter(|i| !i.is_empty()) {
+                    uri.iface = Some(iface.clone());
+                }
+                specs.push(LinkSpec { id: link.id, uri });
+            }
+            specs
+        };
+
+        if specs.is_empty() {
+            return Err(gst::error_msg!(
+                gst::ResourceError::Settings,
+                ["No links: set `links` (rist://HOST:PORT,...) or `config` with [[links]]"]
+            ));
+        }
+        if let Some(s) = specs.iter().find(|s| s.uri.listen) {
+            return Err(gst::error_msg!(
+                gst::ResourceError::Settings,
+                [
+                    "Link {} is a listen URI (rist://@...); ristbondsink needs destinations",
+                    s.uri.uri
+                ]
+            ));
+        }
+        Ok(specs)
+    }
+
+    fn open_link(&self, spec: &LinkSpec) -> Result<LinkIo, gst::ErrorMessage> {
+        let uri = &spec.uri;
+        let rtp_dest = common::resolve(&uri.host, uri.port).map_err(|err| {
+            gst::error_msg!(
+                gst::ResourceError::NotFound,
+                ["Link {}: cannot resolve {}: {}", uri.uri, uri.host, err]
+            )
+        })?;
+        let mut rtcp_dest = rtp_dest;
+        rtcp_dest.set_port(uri.port + 1);
+        let socket_error = |what: &str, err: SocketError| {
+            match err {
+            SocketError::BindDevice(err) => gst::error_msg!(
+                gst::ResourceError::OpenWrite,
+                [
+                    "Link {}: cannot bind {} socket to interface {} (SO_BINDTODEVICE needs CAP_NET_RAW): {}",
+                    uri.uri,
+                    what,
+                    uri.iface.as_deref().unwrap_or_default(),
+                    err
+                ]
+            ),
+            SocketError::Bind(addr, err) => gst::error_msg!(
+                gst::ResourceError::OpenWrite,
+                ["Link {}: cannot bind {} socket to {}: {}", uri.uri, what, addr, err]
+            ),
+            SocketError::Other(err) => gst::error_msg!(
+                gst::ResourceError::OpenWrite,
+                ["Link {}: cannot create {} socket: {}", uri.uri, what, err]
+            ),
+        }
+        };
+        let rtp = common::udp_socket(
+            &Bind {
+                domain_of: rtp_dest,
+                iface: uri.iface.as_deref(),
+                local: uri.local,
+            },
+            common::RECV_POLL,
+        )
+        .map_err(|e| socket_error("RTP", e))?;
+        // With local=IP:PORT (PORT ≠ 0), RTCP is bound to PORT+1, like the remote side.
+        let rtcp_local = uri.local.map(|mut a| {
+            if a.port() != 0 {
+                a.set_port(a.port().wrapping_add(1));
+            }
+            a
+        });
+        let rtcp = common::udp_socket(
+            &Bind {
+                domain_of: rtcp_dest,
+                iface: uri.iface.as_deref(),
+                local: rtcp_local,
+            },
+            common::RECV_POLL,
+        )
+        .map_err(|e| socket_error("RTCP", e))?;
+        gst::debug!(
+            CAT,
+            imp = self,
+            "link {} ({}): RTP {:?} -> {rtp_dest}, RTCP {:?} <-> {rtcp_dest}",
+            spec.id,
+            uri.uri,
+            rtp.local_addr().ok(),
+            rtcp.local_addr().ok()
+        );
+        Ok(LinkIo {
+            id: spec.id,
+            uri: uri.uri.clone(),
+            iface: uri.iface.clone().unwrap_or_default(),
+            rtp,
+            rtcp,
+            rtp_dest,
+            rtcp_dest,
+            send_errors: AtomicU64::new(0),
+        })
+    }
+
+    /// Send whole TS packets of `data` as RTP payloads of ≤ 7 packets.
+    fn send_packets(&self, state: &State, data: &[u8], rtp_timestamp: u32) {
+        debug_assert_eq!(data.len() % TS_PACKET_SIZE, 0);
+        if data.is_empty() {
+            return;
+        }
+        let shared = &state.shared;
+        let now = Instant::now();
+        let transmits = {
+            let mut core = lock(&shared.core);
+            for chunk in data.chunks(MAX_PAYLOAD) {
+                if let Err(err) = core.sender.send_payload(chunk, rtp_timestamp, now) {
+                    gst::warning!(
+                        CAT,
+                        imp = self,
+                        "payload of {} bytes dropped: {err}",
+                        chunk.len()
+                    );
+                }
+            }
+            drain(&mut core.sender)
+        };
+        shared.wake.notify_all();
+        shared.send(self.obj().upcast_ref(), transmits);
+    }
+
+    fn rtp_timestamp(&self, state: &State, buffer: &gst::BufferRef) -> u32 {
+        let segment = self.obj().segment();
+        let running_time = segment.downcast_ref::<gst::format::Time>().and_then(|seg| {
+            buffer
+                .pts()
+                .or(buffer.dts())
+                .and_then(|ts| seg.to_running_time(ts))
+        });
+        let ns = running_time
+            .map(|t| t.nseconds())
+            .unwrap_or_else(|| state.started.elapsed().as_nanos() as u64);
+        common::ns_to_rtp90(ns).wrapping_add(state.rtp_offset)
+    }
+
+    /// EOS: send what is left, answer NACKs for `eos-linger` ms, post final stats.
+    fn linger_at_eos(&self) {
+        let linger = Duration::from_millis(lock(&self.settings).eos_linger_ms.into());
+        let shared = {
+            let mut state = lock(&self.state);
+            let Some(state) = state.as_mut() else {
+                return;
+            };
+            let whole = state.pending.len() / TS_PACKET_SIZE * TS_PACKET_SIZE;
+            if state.pending.len() > whole {
+                gst::warning!(
+                    CAT,
+                    imp = self,
+                    "dropping {} trailing bytes (not a whole TS packet) at EOS",
+                    state.pending.len() - whole
+                );
+            }
+            let pending = std::mem::take(&mut state.pending);
+            let ts = common::ns_to_rtp90(state.started.elapsed().as_nanos() as u64)
+                .wrapping_add(state.rtp_offset);
+            self.send_packets(state, &pending[..whole], ts);
+            state.shared.clone()
+        };
+        gst::debug!(CAT, imp = self, "EOS: answering NACKs for {linger:?}");
+        let deadline = Instant::now() + linger;
+        let mut flushing = lock(&self.flushing);
+        while !*flushing {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            flushing = self
+                .flushing_cond
+                .wait_timeout(flushing, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        drop(flushing);
+        let s = {
+            let core = lock(&shared.core);
+            shared.stats_structure(&core, Instant::now())
+        };
+        post_stats(&self.obj(), s);
+    }
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for RistBondSink {
+    const NAME: &'static str = "GstRistBondSink";
+    type Type = super::RistBondSink;
+    type ParentType = gst_base::BaseSink;
+}
+
+impl ObjectImpl for RistBondSink {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            vec![
+                glib::ParamSpecString::builder("links")
+                    .nick("Links")
+                    .blurb(
+                        "Comma-separated destinations rist://HOST:PORT[?iface=IF][&local=IP[:PORT]] \
+                         (PORT even: RTP on PORT, RTCP on PORT+1; iface binds with SO_BINDTODEVICE, \
+                         needs CAP_NET_RAW). Empty: use config's [[links]]",
+                    )
+                    .default_value(Some(DEFAULT_LINKS))
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("latency")
+                    .nick("Latency")
+                    .blurb(
+                        "Retransmission buffer in milliseconds: how long sent packets can be \
+                         retransmitted (match the receiver's latency)",
+                    )
+                    .minimum(1)
+                    .maximum(60_000)
+                    .default_value(DEFAULT_LATENCY_MS)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("stats-interval")
+                    .nick("Statistics interval")
+                    .blurb(
+                        "Period of ristbond-stats element messages in milliseconds (0 = none)",
+                    )
+                    .maximum(3_600_000)
+                    .default_value(DEFAULT_STATS_INTERVAL_MS)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("config")
+                    .nick("Bonding config")
+                    .blurb(
+                        "bonding_config as TOML (version, [[links]] id/uri/interface, [scheduler]); \
+                         its links are used when the links property is empty. Invalid TOML fails at start",
+                    )
+                    .default_value(Some(DEFAULT_CONFIG))
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("cname")
+                    .nick("CNAME")
+                    .blurb("RTCP SDES CNAME (RFC 3550 §6.5.1); default: the host name")
+                    .default_value(Some(common::default_cname().as_str()))
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("eos-linger")
+                    .nick("EOS linger")
+                    .blurb(
+                        "Milliseconds to keep answering NACKs after EOS before letting EOS through \
+                         (covers the receiver's last repairs; raise it to about 2 × RTT + 100 on \
+                         long-RTT links)",
+                    )
+                    .maximum(60_000)
+                    .default_value(DEFAULT_EOS_LINGER_MS)
+                    .mutable_playing()
+                    .build(),
+            ]
+        });
+        PROPERTIES.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut settings = lock(&self.settings);
+        match pspec.name() {
+            "links" => {
+                settings.links = value
+                    .get::<Option<String>>()
+                    .expect("type checked upstream")
+                    .unwrap_or_default();
+            }
+            "latency" => settings.latency_ms = value.get().expect("type checked upstream"),
+            "stats-interval" => {
+                settings.stats_interval_ms = value.get().expect("type checked upstream")
+            }
+            "config" => {
+                settings.config = value
+                    .get::<Option<String>>()
+                    .expect("type checked upstream")
+                    .unwrap_or_default();
+            }
+            "cname" => {
+                settings.cname = value
+                    .get::<Option<String>>()
+                    .expect("type checked upstream")
+                    .filter(|c| !c.is_empty())
+                    .unwrap_or_else(common::default_cname);
+            }
+            "eos-linger" => settings.eos_linger_ms = value.get().expect("type checked upstream"),
+            name => unreachable!("unknown property {name}"),
+        }
+        gst::debug!(CAT, imp = self, "{} = {:?}", pspec.name(), value);
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        let settings = lock(&self.settings);
+        match pspec.name() {
+            "links" => settings.links.to_value(),
+            "latency" => settings.latency_ms.to_value(),
+            "stats-interval" => settings.stats_interval_ms.to_value(),
+            "config" => settings.config.to_value(),
+            "cname" => settings.cname.to_value(),
+            "eos-linger" => settings.eos_linger_ms.to_value(),
+            name => unreachable!("unknown property {name}"),
+        }
+    }
+
+    fn constructed(&self) {
+        self.parent_constructed();
+        let obj = self.obj();
+        // A network sender: the default BaseSink sync=true paces output to the clock.
+        obj.set_sync(true);
+        // Nothing to show in last-sample; do not keep a reference to old buffers.
+        obj.set_enable_last_sample(false);
+    }
+}
+
+impl GstObjectImpl for RistBondSink {}
+
+impl ElementImpl for RistBondSink {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static ELEMENT_METADATA: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "RIST bonding sink",
+                "Sink/Network",
+                "Sends MPEG-TS as RIST Simple Profile (VSF TR-06-1) bonded over several UDP links",
+                "Braid developers",
+            )
+        });
+        Some(&*ELEMENT_METADATA)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static PAD_TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            let caps = gst::Caps::builder("video/mpegts")
+                .field("systemstream", true)
+                .build();
+            vec![gst::PadTemplate::new(
+                "sink",
+                gst::PadDirection::Sink,
+                gst::PadPresence::Always,
+                &caps,
+            )
+            .expect("valid pad template")]
+        });
+        PAD_TEMPLATES.as_ref()
+    }
+}
+
+impl BaseSinkImpl for RistBondSink {
+    fn start(&self) -> Result<(), gst::ErrorMessage> {
+        let settings = lock(&self.settings).clone();
+        let specs = self.link_specs(&settings)?;
+        let links = specs
+            .iter()
+            .map(|spec| self.open_link(spec))
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let now = Instant::now();
+        let mut sender = Sender::with_initial_seq(
+            SenderConfig {
+                // TR-06-1 §5.2: originals use an even SSRC, retransmissions SSRC | 1.
+                ssrc: common::random_u32() & !1,
+                cname: settings.cname.clone(),
+                retransmit_buffer: Duration::from_millis(settings.latency_ms.into()),
+                rtcp_interval: common::RTCP_INTERVAL,
+            },
+            // RFC 3550 §5.1: the initial sequence number is random.
+            common::random_u32() as u16,
+            now,
+        );
+        for link in &links {
+            sender.add_link(link.id, DEFAULT_LINK_WEIGHT, now);
+        }
+        let stats_interval = (settings.stats_interval_ms > 0)
+            .then(|| Duration::from_millis(settings.stats_interval_ms.into()));
+        let shared = Arc::new(Shared {
+            core: Mutex::new(Core {
+                sender,
+                last_rtcp: vec![None; links.len()],
+                next_stats: stats_interval.map(|i| now + i),
+            }),
+            links,
+            wake: Condvar::new(),
+            stop: AtomicBool::new(false),
+            stats_interval,
+        });
+
+        let weak = self.obj().downgrade();
+        let mut threads = Vec::new();
+        let spawn = |name: String, f: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name)
+                .spawn(f)
+                .map_err(|err| {
+                    gst::error_msg!(
+                        gst::ResourceError::Failed,
+                        ["Cannot start a thread: {}", err]
+                    )
+                })
+        };
+        let result = (|| {
+            {
+                let (shared, weak) = (shared.clone(), weak.clone());
+                threads.push(spawn(
+                    "ristbondsink-timer".into(),
+                    Box::new(move || timer_thread(shared, weak)),
+                )?);
+            }
+            for index in 0..shared.links.len() {
+                let (shared2, weak) = (shared.clone(), weak.clone());
+                threads.push(spawn(
+                    format!("ristbondsink-rtcp{}", shared.links[index].id),
+                    Box::new(move || rtcp_thread(shared2, index, weak)),
+                )?);
+            }
+            Ok(())
+        })();
+        if let Err(err) = result {
+            shared.stop.store(true, Ordering::Release);
+            shared.wake.notify_all();
+            for t in threads {
+                let _ = t.join();
+            }
+            return Err(err);
+        }
+
+        gst::info!(
+            CAT,
+            imp = self,
+            "started with {} link(s), latency {} ms",
+            shared.links.len(),
+            settings.latency_ms
+        );
+        *lock(&self.state) = Some(State {
+            shared,
+            threads,
+            pending: Vec::with_capacity(MAX_PAYLOAD * 2),
+            rtp_offset: common::random_u32(),
+            started: now,
+        });
+        Ok(())
+    }
+
+    fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        let Some(state) = lock(&self.state).take() else {
+            return Ok(());
+        };
+        state.shared.stop.store(true, Ordering::Release);
+        state.shared.wake.notify_all();
+        for t in state.threads {
+            if t.join().is_err() {
+                gst::warning!(CAT, imp = self, "a link thread panicked");
+            }
+        }
+        // Sockets close when the last reference (the joined threads held clones) drops.
+        let stats = lock(&state.shared.core).sender.stats();
+        gst::info!(CAT, imp = self, "stopped: {stats:?}");
+        Ok(())
+    }
+
+    fn render(&self, buffer: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let mut guard = lock(&self.state);
+        let Some(state) = guard.as_mut() else {
+            gst::element_imp_error!(self, gst::CoreError::Negotiation, ["Not started"]);
+            return Err(gst::FlowError::Error);
+        };
+        let map = buffer.map_readable().map_err(|_| {
+            gst::element_imp_error!(self, gst::CoreError::Failed, ["Cannot map buffer"]);
+            gst::FlowError::Error
+        })?;
+        let rtp_timestamp = self.rtp_timestamp(state, buffer);
+        let data = map.as_slice();
+        if state.pending.is_empty() && data.len() % TS_PACKET_SIZE == 0 {
+            // The common case (mpegtsmux alignment=7): no copy.
+            self.send_packets(state, data, rtp_timestamp);
+        } else {
+            if state.pending.is_empty() && data.first() != Some(&0x47) {
+                gst::warning!(CAT, imp = self, "buffer does not start with a TS sync byte");
+            }
+            state.pending.extend_from_slice(data);
+            let whole = state.pending.len() / TS_PACKET_SIZE * TS_PACKET_SIZE;
+            let pending = std::mem::take(&mut state.pending);
+            self.send_packets(state, &pending[..whole], rtp_timestamp);
+            state.pending = pending[whole..].to_vec();
+        }
+        Ok(gst::FlowSuccess::Ok)
+    }
+
+    fn event(&self, event: gst::Event) -> bool {
+        if let gst::EventView::Eos(_) = event.view() {
+            self.linger_at_eos();
+        }
+        self.parent_event(event)
+    }
+
+    fn unlock(&self) -> Result<(), gst::ErrorMessage> {
+        *lock(&self.flushing) = true;
+        self.flushing_cond.notify_all();
+        Ok(())
+    }
+
+    fn unlock_stop(&self) -> Result<(), gst::ErrorMessage> {
+        *lock(&self.flushing) = false;
+        Ok(())
+    }
+}
