@@ -190,3 +190,35 @@ fn sink_survives_unreachable_destination() {
     assert_eq!(links[0].get::<u32>("id"), Ok(0));
     assert_eq!(links[0].get::<&str>("state"), Ok("Probing"));
 }
+
+#[test]
+fn sink_eos_linger_is_interrupted_by_shutdown() {
+    // unlock() must end the EOS linger at once when the pipeline is stopped.
+    common::init();
+    let port = common::free_port_pair(21_400);
+    let pipeline = gst::parse::launch(&format!(
+        "appsrc name=src caps=video/mpegts,systemstream=true format=time \
+         ! ristbondsink links=rist://127.0.0.1:{port} eos-linger=30000 sync=false"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let appsrc = pipeline
+        .by_name("src")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    appsrc
+        .push_buffer(gst::Buffer::from_slice(common::ts_packets(7, 1)))
+        .unwrap();
+    appsrc.end_of_stream().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let t0 = std::time::Instant::now();
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(
+        t0.elapsed() < Duration::from_secs(2),
+        "stopping took {:?}",
+        t0.elapsed()
+    );
+}

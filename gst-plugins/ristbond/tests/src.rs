@@ -139,3 +139,23 @@ fn src_outputs_plain_rtp_in_order_and_ends_on_idle_timeout() {
     assert_eq!(links.len(), 1);
     assert_eq!(links[0].get::<u64>("received-packets"), Ok(21));
 }
+
+#[test]
+fn src_stops_promptly_while_waiting_for_data() {
+    // unlock() must wake create() when nothing arrives.
+    common::init();
+    let port = common::free_port_pair(22_300);
+    let pipeline = src_pipeline(&format!("rist://@127.0.0.1:{port}"));
+    pipeline.set_state(gst::State::Playing).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let t0 = std::time::Instant::now();
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(
+        t0.elapsed() < Duration::from_secs(1),
+        "stopping took {:?}",
+        t0.elapsed()
+    );
+    // The ports are free again.
+    UdpSocket::bind(("127.0.0.1", port)).expect("RTP port released");
+    UdpSocket::bind(("127.0.0.1", port + 1)).expect("RTCP port released");
+}

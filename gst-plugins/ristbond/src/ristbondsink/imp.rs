@@ -369,17 +369,17 @@ impl RistBondSink {
             toml::from_str(&settings.config).map_err(|err| {
                 gst::error_msg!(
                     gst::ResourceError::Settings,
-                    ["Invalid `config` (bonding_config TOML): {}", err]
+                    ("Invalid `config` (bonding_config TOML): {}", err)
                 )
             })?
         };
         if let Some(version) = config.version.filter(|v| *v != 1) {
             return Err(gst::error_msg!(
                 gst::ResourceError::Settings,
-                [
+                (
                     "Unsupported bonding_config version {} (expected 1)",
                     version
-                ]
+                )
             ));
         }
         if config.scheduler.is_some() {
@@ -400,7 +400,7 @@ impl RistBondSink {
             }
             LinkUri::parse_list(&settings.links)
                 .map_err(|err| {
-                    gst::error_msg!(gst::ResourceError::Settings, ["Invalid `links`: {}", err])
+                    gst::error_msg!(gst::ResourceError::Settings, ("Invalid `links`: {}", err))
                 })?
                 .into_iter()
                 .enumerate()
@@ -415,13 +415,13 @@ impl RistBondSink {
                 let mut uri = LinkUri::parse(&link.uri).map_err(|err| {
                     gst::error_msg!(
                         gst::ResourceError::Settings,
-                        ["Invalid bonding_config link {}: {}", link.id, err]
+                        ("Invalid bonding_config link {}: {}", link.id, err)
                     )
                 })?;
                 if specs.iter().any(|s| s.id == link.id) {
                     return Err(gst::error_msg!(
                         gst::ResourceError::Settings,
-                        ["Duplicate bonding_config link id {}", link.id]
+                        ("Duplicate bonding_config link id {}", link.id)
                     ));
                 }
                 if let Some(iface) = link.interface.as_ref().filter(|i| !i.is_empty()) {
@@ -435,16 +435,16 @@ impl RistBondSink {
         if specs.is_empty() {
             return Err(gst::error_msg!(
                 gst::ResourceError::Settings,
-                ["No links: set `links` (rist://HOST:PORT,...) or `config` with [[links]]"]
+                ("No links: set `links` (rist://HOST:PORT,...) or `config` with [[links]]")
             ));
         }
         if let Some(s) = specs.iter().find(|s| s.uri.listen) {
             return Err(gst::error_msg!(
                 gst::ResourceError::Settings,
-                [
+                (
                     "Link {} is a listen URI (rist://@...); ristbondsink needs destinations",
                     s.uri.uri
-                ]
+                )
             ));
         }
         Ok(specs)
@@ -455,7 +455,7 @@ impl RistBondSink {
         let rtp_dest = common::resolve(&uri.host, uri.port).map_err(|err| {
             gst::error_msg!(
                 gst::ResourceError::NotFound,
-                ["Link {}: cannot resolve {}: {}", uri.uri, uri.host, err]
+                ("Link {}: cannot resolve {}: {}", uri.uri, uri.host, err)
             )
         })?;
         let mut rtcp_dest = rtp_dest;
@@ -464,21 +464,21 @@ impl RistBondSink {
             match err {
             SocketError::BindDevice(err) => gst::error_msg!(
                 gst::ResourceError::OpenWrite,
-                [
+                (
                     "Link {}: cannot bind {} socket to interface {} (SO_BINDTODEVICE needs CAP_NET_RAW): {}",
                     uri.uri,
                     what,
                     uri.iface.as_deref().unwrap_or_default(),
                     err
-                ]
+                )
             ),
             SocketError::Bind(addr, err) => gst::error_msg!(
                 gst::ResourceError::OpenWrite,
-                ["Link {}: cannot bind {} socket to {}: {}", uri.uri, what, addr, err]
+                ("Link {}: cannot bind {} socket to {}: {}", uri.uri, what, addr, err)
             ),
             SocketError::Other(err) => gst::error_msg!(
                 gst::ResourceError::OpenWrite,
-                ["Link {}: cannot create {} socket: {}", uri.uri, what, err]
+                ("Link {}: cannot create {} socket: {}", uri.uri, what, err)
             ),
         }
         };
@@ -821,7 +821,7 @@ impl BaseSinkImpl for RistBondSink {
                 .map_err(|err| {
                     gst::error_msg!(
                         gst::ResourceError::Failed,
-                        ["Cannot start a thread: {}", err]
+                        ("Cannot start a thread: {}", err)
                     )
                 })
         };

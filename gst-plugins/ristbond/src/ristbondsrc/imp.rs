@@ -359,16 +359,16 @@ impl RistBondSrc {
         if !uri.listen {
             return Err(gst::error_msg!(
                 gst::ResourceError::Settings,
-                [
+                (
                     "Link {} is not a listen URI: ristbondsrc needs rist://@BIND_IP:PORT",
                     uri.uri
-                ]
+                )
             ));
         }
         let rtp_addr = common::resolve(&uri.host, uri.port).map_err(|err| {
             gst::error_msg!(
                 gst::ResourceError::NotFound,
-                ["Link {}: cannot resolve {}: {}", uri.uri, uri.host, err]
+                ("Link {}: cannot resolve {}: {}", uri.uri, uri.host, err)
             )
         })?;
         let mut rtcp_addr = rtp_addr;
@@ -377,28 +377,28 @@ impl RistBondSrc {
             match err {
             SocketError::BindDevice(err) => gst::error_msg!(
                 gst::ResourceError::OpenRead,
-                [
+                (
                     "Link {}: cannot bind {} socket to interface {} (SO_BINDTODEVICE needs CAP_NET_RAW): {}",
                     uri.uri,
                     what,
                     uri.iface.as_deref().unwrap_or_default(),
                     err
-                ]
+                )
             ),
             SocketError::Bind(addr, err) => gst::error_msg!(
                 gst::ResourceError::OpenRead,
-                [
+                (
                     "Link {}: cannot bind {} port {} ({}): {}",
                     uri.uri,
                     what,
                     addr.port(),
                     addr,
                     err
-                ]
+                )
             ),
             SocketError::Other(err) => gst::error_msg!(
                 gst::ResourceError::OpenRead,
-                ["Link {}: cannot create {} socket: {}", uri.uri, what, err]
+                ("Link {}: cannot create {} socket: {}", uri.uri, what, err)
             ),
         }
         };
@@ -576,11 +576,11 @@ impl BaseSrcImpl for RistBondSrc {
         if settings.links.trim().is_empty() {
             return Err(gst::error_msg!(
                 gst::ResourceError::Settings,
-                ["No links: set `links` (rist://@BIND_IP:PORT,...)"]
+                ("No links: set `links` (rist://@BIND_IP:PORT,...)")
             ));
         }
         let uris = LinkUri::parse_list(&settings.links).map_err(|err| {
-            gst::error_msg!(gst::ResourceError::Settings, ["Invalid `links`: {}", err])
+            gst::error_msg!(gst::ResourceError::Settings, ("Invalid `links`: {}", err))
         })?;
         let links = uris
             .iter()
@@ -631,7 +631,7 @@ impl BaseSrcImpl for RistBondSrc {
                 .map_err(|err| {
                     gst::error_msg!(
                         gst::ResourceError::Failed,
-                        ["Cannot start a thread: {}", err]
+                        ("Cannot start a thread: {}", err)
                     )
                 })
         };
