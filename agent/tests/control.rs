@@ -323,3 +323,47 @@ async fn reconnects_with_backoff_after_control_plane_restart() {
     let waits = log.matches("reconnecting in").count();
     assert!(waits >= 2, "several backoff steps expected:\n{log}");
 }
+
+#[tokio::test]
+async fn session_token_is_refreshed_on_the_same_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut plane = TestPlane::start().await;
+    let config = write_config(
+        dir.path(),
+        &plane.url(),
+        &pinned(&plane.identity.pin),
+        Some("enr_j"),
+    );
+    let _agent = Agent::run(&config, &dir.path().join("state"), &[]);
+    let mut conn = plane.accept(T).await;
+    // A 5 s token: re-login due after 4 s (80 %).
+    let first = session_token_ttl("first", 5);
+    let t0 = Instant::now();
+    conn.accept_login("snd_j", Some("dk_j"), &first).await;
+    let relogin = conn.recv_type("auth.login", Duration::from_secs(10)).await;
+    let waited = t0.elapsed();
+    assert!(
+        waited >= Duration::from_millis(3000) && waited < Duration::from_secs(6),
+        "{waited:?}"
+    );
+    assert!(relogin.token.is_none());
+    let login: braid_protocol::auth::AuthLogin = relogin.decode().unwrap();
+    assert_eq!(login.enrollment_token, None);
+    assert_eq!(login.sender_id.as_deref(), Some("snd_j"));
+    let second = session_token("second");
+    let resp = braid_protocol::auth::AuthLoginResponse {
+        success: true,
+        sender_id: Some("snd_j".into()),
+        session_token: Some(second.clone()),
+        device_key: None,
+        protocol_version: Some(1),
+        config: None,
+        error: None,
+    };
+    let mut out = braid_protocol::Envelope::new(&resp).unwrap();
+    out.id = relogin.id;
+    conn.send(&out).await;
+    // Later messages carry the new token, on the same connection.
+    let status = conn.recv_type("device.status", T).await;
+    assert_eq!(status.token.as_deref(), Some(second.as_str()));
+}

@@ -258,6 +258,11 @@ impl TestConn {
 
 /// A JWT-shaped token with `exp` one hour ahead.
 pub fn session_token(tag: &str) -> String {
+    session_token_ttl(tag, 3600)
+}
+
+/// A JWT-shaped token with `iat` now and `exp` `ttl_s` ahead.
+pub fn session_token_ttl(tag: &str, ttl_s: u64) -> String {
     use base64::Engine;
     let e = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let now = std::time::SystemTime::now()
@@ -269,7 +274,7 @@ pub fn session_token(tag: &str) -> String {
         e.encode(r#"{"alg":"HS256","typ":"JWT"}"#),
         e.encode(format!(
             r#"{{"sub":"{tag}","iat":{now},"exp":{}}}"#,
-            now + 3600
+            now + ttl_s
         )),
         e.encode(tag)
     )
