@@ -111,9 +111,12 @@ fn parse_resolution(res: &str) -> Result<(u32, u32), PlanError> {
         .parse()
         .map_err(|_| invalid(field, format!("height {h:?} is not a number")))?;
     if !(16..=7680).contains(&w) || !(16..=4320).contains(&h) {
-        return Err(invalid(field, format!("{w}x{h} is outside 16x16..7680x4320")));
+        return Err(invalid(
+            field,
+            format!("{w}x{h} is outside 16x16..7680x4320"),
+        ));
     }
-    if w % 2 != 0 || h % 2 != 0 {
+    if !w.is_multiple_of(2) || !h.is_multiple_of(2) {
         return Err(invalid(field, format!("{w}x{h}: 4:2:0 needs even sizes")));
     }
     Ok((w, h))
@@ -209,7 +212,9 @@ impl StreamPlan {
                 format!("{} is outside 100..=100000 kbit/s", enc.bitrate_kbps),
             ));
         }
-        let min_bitrate_kbps = enc.min_bitrate_kbps.unwrap_or((enc.bitrate_kbps / 4).max(100));
+        let min_bitrate_kbps = enc
+            .min_bitrate_kbps
+            .unwrap_or((enc.bitrate_kbps / 4).max(100));
         let max_bitrate_kbps = enc.max_bitrate_kbps.unwrap_or(enc.bitrate_kbps);
         if !(min_bitrate_kbps <= enc.bitrate_kbps && enc.bitrate_kbps <= max_bitrate_kbps) {
             return Err(invalid(
@@ -230,7 +235,14 @@ impl StreamPlan {
         let tune = enc.tune.clone().unwrap_or_else(|| "zerolatency".into());
         let tunes: &[&str] = match enc.codec {
             Codec::H264 => &["zerolatency", "fastdecode", "stillimage"],
-            Codec::H265 => &["zerolatency", "fastdecode", "psnr", "ssim", "grain", "animation"],
+            Codec::H265 => &[
+                "zerolatency",
+                "fastdecode",
+                "psnr",
+                "ssim",
+                "grain",
+                "animation",
+            ],
         };
         if !tunes.contains(&tune.as_str()) {
             return Err(invalid(
@@ -261,7 +273,9 @@ impl StreamPlan {
                 if !matches!(source, SourcePlan::Test) {
                     return Err(PlanError::Unsupported {
                         field: "audio".into(),
-                        reason: "audio capture is only available with source mode test in this version".into(),
+                        reason:
+                            "audio capture is only available with source mode test in this version"
+                                .into(),
                     });
                 }
                 Some(AudioPlan {
@@ -273,9 +287,8 @@ impl StreamPlan {
         };
 
         let links = plan_links(&start.bonding_config)?;
-        let bonding_toml = toml::to_string(&start.bonding_config).map_err(|e| {
-            invalid("bonding_config", format!("cannot be written as TOML: {e}"))
-        })?;
+        let bonding_toml = toml::to_string(&start.bonding_config)
+            .map_err(|e| invalid("bonding_config", format!("cannot be written as TOML: {e}")))?;
 
         Ok(StreamPlan {
             stream_id: id.clone(),
@@ -316,7 +329,13 @@ impl StreamPlan {
         );
         match &self.source {
             SourcePlan::Test => {
-                for s in ["videotestsrc", "is-live=true", "pattern=smpte", "!", &raw_caps] {
+                for s in [
+                    "videotestsrc",
+                    "is-live=true",
+                    "pattern=smpte",
+                    "!",
+                    &raw_caps,
+                ] {
                     push(s);
                 }
                 for s in ["!", "timeoverlay", "halignment=right", "valignment=bottom"] {
@@ -326,7 +345,10 @@ impl StreamPlan {
             }
             SourcePlan::V4l2 { device } => {
                 push("v4l2src");
-                push(&format!("device={}", quote_value(&device.to_string_lossy())));
+                push(&format!(
+                    "device={}",
+                    quote_value(&device.to_string_lossy())
+                ));
                 for s in ["do-timestamp=true", "!", "decodebin", "!", "videoconvert"] {
                     push(s);
                 }
@@ -336,7 +358,10 @@ impl StreamPlan {
             }
             SourcePlan::Media { path } => {
                 push("filesrc");
-                push(&format!("location={}", quote_value(&path.to_string_lossy())));
+                push(&format!(
+                    "location={}",
+                    quote_value(&path.to_string_lossy())
+                ));
                 for s in ["!", "decodebin", "!", "videoconvert", "!", "videoscale"] {
                     push(s);
                 }
@@ -356,7 +381,15 @@ impl StreamPlan {
         push("speed-preset=superfast");
         push(&format!("bitrate={}", self.bitrate_kbps));
         push(&format!("key-int-max={}", self.keyint_max));
-        for s in ["!", parse, "config-interval=-1", "!", "queue", "!", "mpegtsmux"] {
+        for s in [
+            "!",
+            parse,
+            "config-interval=-1",
+            "!",
+            "queue",
+            "!",
+            "mpegtsmux",
+        ] {
             push(s);
         }
         push(&format!("name={MUX_NAME}"));
@@ -368,7 +401,13 @@ impl StreamPlan {
         push(&format!("config={}", quote_value(&self.bonding_toml)));
 
         if let Some(audio) = &self.audio {
-            for s in ["audiotestsrc", "is-live=true", "wave=sine", "freq=1000", "volume=0.2"] {
+            for s in [
+                "audiotestsrc",
+                "is-live=true",
+                "wave=sine",
+                "freq=1000",
+                "volume=0.2",
+            ] {
                 push(s);
             }
             for s in ["!", "audioconvert", "!", "audioresample", "!"] {
@@ -438,15 +477,22 @@ impl StreamPlan {
 /// Check `bonding_config.links` and turn each into the URI `ristbondsink` takes.
 fn plan_links(cfg: &BondingConfig) -> Result<Vec<LinkPlan>, PlanError> {
     if cfg.links.is_empty() {
-        return Err(invalid("bonding_config.links", "at least one link is needed"));
+        return Err(invalid(
+            "bonding_config.links",
+            "at least one link is needed",
+        ));
     }
     let mut out: Vec<LinkPlan> = Vec::with_capacity(cfg.links.len());
     for (i, link) in cfg.links.iter().enumerate() {
         let field = format!("bonding_config.links[{i}]");
         if out.iter().any(|l| l.id == link.id) {
-            return Err(invalid(&format!("{field}.id"), format!("id {} is used twice", link.id)));
+            return Err(invalid(
+                &format!("{field}.id"),
+                format!("id {} is used twice", link.id),
+            ));
         }
-        let parsed = LinkUri::parse(&link.uri).map_err(|e| invalid(&format!("{field}.uri"), e.to_string()))?;
+        let parsed = LinkUri::parse(&link.uri)
+            .map_err(|e| invalid(&format!("{field}.uri"), e.to_string()))?;
         if parsed.listen {
             return Err(invalid(
                 &format!("{field}.uri"),
@@ -457,7 +503,9 @@ fn plan_links(cfg: &BondingConfig) -> Result<Vec<LinkPlan>, PlanError> {
         if let Some(iface) = &link.interface {
             if iface.is_empty()
                 || iface.len() > 15
-                || !iface.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                || !iface
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
             {
                 return Err(invalid(
                     &format!("{field}.interface"),

@@ -38,21 +38,63 @@ fn field_of(err: PlanError) -> String {
     }
 }
 
+/// A change to a valid payload that must make it invalid.
+type Mutation = Box<dyn Fn(&mut serde_json::Value)>;
+
 #[test]
 fn invalid_fields_are_named() {
-    let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>)> = vec![
-        ("source.resolution", Box::new(|v| v["source"]["resolution"] = "1280by720".into())),
-        ("source.resolution", Box::new(|v| v["source"]["resolution"] = "1281x720".into())),
-        ("source.framerate", Box::new(|v| v["source"]["framerate"] = 0.into())),
-        ("encoder.bitrate_kbps", Box::new(|v| v["encoder"]["bitrate_kbps"] = 5.into())),
-        ("encoder.tune", Box::new(|v| v["encoder"]["tune"] = "fast please".into())),
-        ("source.device", Box::new(|v| v["source"] = serde_json::json!({"mode": "v4l2", "resolution": "640x480", "framerate": 30}))),
-        ("source.device", Box::new(|v| v["source"]["device"] = "/dev/video-none".into())),
-        ("bonding_config.links", Box::new(|v| v["bonding_config"]["links"] = serde_json::json!([]))),
-        ("bonding_config.links[1].uri", Box::new(|v| v["bonding_config"]["links"][1]["uri"] = "rist://127.0.0.1:15001".into())),
-        ("bonding_config.links[1].id", Box::new(|v| v["bonding_config"]["links"][1]["id"] = 0.into())),
-        ("bonding_config.links[0].interface", Box::new(|v| v["bonding_config"]["links"][0]["interface"] = "wwan0; rm -rf /".into())),
-        ("audio.codec", Box::new(|v| v["audio"] = serde_json::json!({"enabled": true, "codec": "mp3"}))),
+    let cases: Vec<(&str, Mutation)> = vec![
+        (
+            "source.resolution",
+            Box::new(|v| v["source"]["resolution"] = "1280by720".into()),
+        ),
+        (
+            "source.resolution",
+            Box::new(|v| v["source"]["resolution"] = "1281x720".into()),
+        ),
+        (
+            "source.framerate",
+            Box::new(|v| v["source"]["framerate"] = 0.into()),
+        ),
+        (
+            "encoder.bitrate_kbps",
+            Box::new(|v| v["encoder"]["bitrate_kbps"] = 5.into()),
+        ),
+        (
+            "encoder.tune",
+            Box::new(|v| v["encoder"]["tune"] = "fast please".into()),
+        ),
+        (
+            "source.device",
+            Box::new(|v| {
+                v["source"] =
+                    serde_json::json!({"mode": "v4l2", "resolution": "640x480", "framerate": 30})
+            }),
+        ),
+        (
+            "source.device",
+            Box::new(|v| v["source"]["device"] = "/dev/video-none".into()),
+        ),
+        (
+            "bonding_config.links",
+            Box::new(|v| v["bonding_config"]["links"] = serde_json::json!([])),
+        ),
+        (
+            "bonding_config.links[1].uri",
+            Box::new(|v| v["bonding_config"]["links"][1]["uri"] = "rist://127.0.0.1:15001".into()),
+        ),
+        (
+            "bonding_config.links[1].id",
+            Box::new(|v| v["bonding_config"]["links"][1]["id"] = 0.into()),
+        ),
+        (
+            "bonding_config.links[0].interface",
+            Box::new(|v| v["bonding_config"]["links"][0]["interface"] = "wwan0; rm -rf /".into()),
+        ),
+        (
+            "audio.codec",
+            Box::new(|v| v["audio"] = serde_json::json!({"enabled": true, "codec": "mp3"})),
+        ),
         ("stream_id", Box::new(|v| v["stream_id"] = "a b".into())),
     ];
     for (field, mutate) in cases {
@@ -111,7 +153,10 @@ fn shell_line_round_trips_through_sh() {
         .map(str::to_owned)
         .collect::<Vec<_>>();
     // TOML values span lines; compare the re-joined text instead of per-line words.
-    assert_eq!(words.join("\n").replace('\n', " "), plan.launch_description().replace('\n', " "));
+    assert_eq!(
+        words.join("\n").replace('\n', " "),
+        plan.launch_description().replace('\n', " ")
+    );
 }
 
 fn init() {
@@ -131,7 +176,7 @@ fn pipeline_runs_and_sends_on_both_links() {
             loop {
                 let s = UdpSocket::bind("127.0.0.1:0").unwrap();
                 let port = s.local_addr().unwrap().port();
-                if port % 2 == 0 && port < 65534 {
+                if port.is_multiple_of(2) && port < 65534 {
                     if let Ok(rtcp) = UdpSocket::bind(("127.0.0.1", port + 1)) {
                         drop(rtcp);
                         break s;
@@ -140,7 +185,10 @@ fn pipeline_runs_and_sends_on_both_links() {
             }
         })
         .collect();
-    let ports: Vec<u16> = socks.iter().map(|s| s.local_addr().unwrap().port()).collect();
+    let ports: Vec<u16> = socks
+        .iter()
+        .map(|s| s.local_addr().unwrap().port())
+        .collect();
     let mut v = base(two_links(ports[0], ports[1]));
     v["audio"] = serde_json::json!({"enabled": true, "codec": "aac"});
     let plan = StreamPlan::from_start(&start(v), None).unwrap();
@@ -159,10 +207,17 @@ fn pipeline_runs_and_sends_on_both_links() {
                 counts[i] += 1;
             }
         }
-        if let Some(msg) = pipeline.bus().unwrap().pop_filtered(&[gst::MessageType::Error]) {
+        if let Some(msg) = pipeline
+            .bus()
+            .unwrap()
+            .pop_filtered(&[gst::MessageType::Error])
+        {
             panic!("pipeline error: {msg:?}");
         }
     }
     pipeline.set_state(gst::State::Null).unwrap();
-    assert!(counts.iter().all(|&c| c >= 10), "RTP on both links: {counts:?}");
+    assert!(
+        counts.iter().all(|&c| c >= 10),
+        "RTP on both links: {counts:?}"
+    );
 }
