@@ -5,7 +5,8 @@ use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
-use std::time::Duration;
+use std::sync::{Condvar, MutexGuard};
+use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -135,6 +136,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn stats_schedule_moves_on_and_catches_up() {
+        let t0 = Instant::now();
+        assert!(StatsSchedule::new(0, t0).is_none());
+        let mut s = StatsSchedule::new(1000, t0).unwrap();
+        assert!(!s.due(t0 + Duration::from_millis(999)));
+        assert!(s.due(t0 + Duration::from_millis(1000)));
+        assert_eq!(s.next(), t0 + Duration::from_millis(2000));
+        // Five intervals late: one message, then one interval from now.
+        let late = t0 + Duration::from_millis(7000);
+        assert!(s.due(late));
+        assert!(!s.due(late));
+        assert_eq!(s.next(), late + Duration::from_millis(1000));
+    }
+
+    #[test]
     fn rtp_clock() {
         assert_eq!(ns_to_rtp90(0), 0);
         assert_eq!(ns_to_rtp90(1_000_000_000), 90_000);
@@ -149,4 +165,56 @@ mod tests {
         let a: Vec<u32> = (0..8).map(|_| random_u32()).collect();
         assert!(a.windows(2).any(|w| w[0] != w[1]));
     }
+}
+
+/// When the next periodic `ristbond-stats` message is due (docs/elements.md); built
+/// from the `stats-interval` property (ms), `None` when it is 0.
+#[derive(Debug, Clone, Copy)]
+pub struct StatsSchedule {
+    interval: Duration,
+    next: Instant,
+}
+
+impl StatsSchedule {
+    /// First message one `interval_ms` after `now`; `None` for an interval of 0.
+    pub fn new(interval_ms: u32, now: Instant) -> Option<Self> {
+        (interval_ms > 0).then(|| {
+            let interval = Duration::from_millis(interval_ms.into());
+            Self {
+                interval,
+                next: now + interval,
+            }
+        })
+    }
+
+    /// True when a message is due at `now`; the schedule then moves on one interval
+    /// (or to `now + interval` if the thread fell more than one interval behind).
+    pub fn due(&mut self, now: Instant) -> bool {
+        if self.next > now {
+            return false;
+        }
+        self.next += self.interval;
+        if self.next <= now {
+            self.next = now + self.interval;
+        }
+        true
+    }
+
+    /// When the next message is due.
+    pub fn next(&self) -> Instant {
+        self.next
+    }
+}
+
+/// Wait on `cv` until `deadline` at the latest (a timer thread's sleep that data,
+/// `unlock` or `stop` can cut short); a poisoned lock is taken over as is.
+pub fn wait_until<'a, T>(
+    cv: &Condvar,
+    guard: MutexGuard<'a, T>,
+    now: Instant,
+    deadline: Instant,
+) -> MutexGuard<'a, T> {
+    cv.wait_timeout(guard, deadline.saturating_duration_since(now))
+        .unwrap_or_else(|e| e.into_inner())
+        .0
 }

@@ -141,7 +141,7 @@ struct Core {
     /// When RTCP last arrived, per link (same order as `Shared::links`).
     last_rtcp: Vec<Option<Instant>>,
     /// When the next periodic `ristbond-stats` is due (`None`: stats-interval 0).
-    next_stats: Option<Instant>,
+    stats: Option<common::StatsSchedule>,
 }
 
 #[derive(Debug)]
@@ -151,7 +151,6 @@ struct Shared {
     /// Wakes the timer thread when the core's timeout may have moved.
     wake: Condvar,
     stop: AtomicBool,
-    stats_interval: Option<Duration>,
 }
 
 /// Running state, from `start()` to `stop()`.
@@ -282,15 +281,8 @@ fn timer_thread(shared: Arc<Shared>, element: glib::WeakRef<super::RistBondSink>
             core.sender.handle_timeout(now);
         }
         let transmits = drain(&mut core.sender);
-        let stats = match (core.next_stats, shared.stats_interval) {
-            (Some(due), Some(interval)) if due <= now => {
-                core.next_stats = Some(due + interval)
-                    .filter(|n| *n > now)
-                    .or(Some(now + interval));
-                Some(shared.stats_structure(&core, now))
-            }
-            _ => None,
-        };
+        let due = core.stats.as_mut().is_some_and(|s| s.due(now));
+        let stats = due.then(|| shared.stats_structure(&core, now));
         if !transmits.is_empty() || stats.is_some() {
             drop(core);
             let Some(element) = element.upgrade() else {
@@ -307,15 +299,10 @@ fn timer_thread(shared: Arc<Shared>, element: glib::WeakRef<super::RistBondSink>
         if let Some(t) = core.sender.poll_timeout() {
             deadline = deadline.min(t);
         }
-        if let Some(t) = core.next_stats {
-            deadline = deadline.min(t);
+        if let Some(schedule) = &core.stats {
+            deadline = deadline.min(schedule.next());
         }
-        let wait = deadline.saturating_duration_since(now);
-        core = shared
-            .wake
-            .wait_timeout(core, wait)
-            .unwrap_or_else(|e| e.into_inner())
-            .0;
+        core = common::wait_until(&shared.wake, core, now, deadline);
     }
 }
 
@@ -798,18 +785,15 @@ impl BaseSinkImpl for RistBondSink {
         for link in &links {
             sender.add_link(link.id, DEFAULT_LINK_WEIGHT, now);
         }
-        let stats_interval = (settings.stats_interval_ms > 0)
-            .then(|| Duration::from_millis(settings.stats_interval_ms.into()));
         let shared = Arc::new(Shared {
             core: Mutex::new(Core {
                 sender,
                 last_rtcp: vec![None; links.len()],
-                next_stats: stats_interval.map(|i| now + i),
+                stats: common::StatsSchedule::new(settings.stats_interval_ms, now),
             }),
             links,
             wake: Condvar::new(),
             stop: AtomicBool::new(false),
-            stats_interval,
         });
 
         let weak = self.obj().downgrade();

@@ -99,7 +99,7 @@ struct Core {
     /// When the last RTP datagram arrived (for `idle-timeout`).
     last_rtp: Option<Instant>,
     /// When the next periodic `ristbond-stats` is due (`None`: stats-interval 0).
-    next_stats: Option<Instant>,
+    stats: Option<common::StatsSchedule>,
     /// Set by `unlock()`: `create()` returns `Flushing`.
     flushing: bool,
     /// Packets given up since the last output buffer: mark it DISCONT.
@@ -115,7 +115,6 @@ struct Shared {
     /// Signalled when data arrived, timers moved, or on unlock/stop.
     wake: Condvar,
     stop: AtomicBool,
-    stats_interval: Option<Duration>,
     /// RTCP datagrams dropped because the link's sender address is not known yet.
     rtcp_unaddressed: AtomicU64,
     /// Packets reported lost by the core (`Output::Lost`).
@@ -247,15 +246,8 @@ fn timer_thread(shared: Arc<Shared>, element: glib::WeakRef<super::RistBondSrc>)
         }
         let now = Instant::now();
         let out = shared.service(&mut core, now);
-        let stats = match (core.next_stats, shared.stats_interval) {
-            (Some(due), Some(interval)) if due <= now => {
-                core.next_stats = Some(due + interval)
-                    .filter(|n| *n > now)
-                    .or(Some(now + interval));
-                Some(shared.stats_structure(&core))
-            }
-            _ => None,
-        };
+        let due = core.stats.as_mut().is_some_and(|s| s.due(now));
+        let stats = due.then(|| shared.stats_structure(&core));
         // Output may have become ready (a gap given up): let create() look.
         shared.wake.notify_all();
         if !out.is_empty() || stats.is_some() {
@@ -274,15 +266,10 @@ fn timer_thread(shared: Arc<Shared>, element: glib::WeakRef<super::RistBondSrc>)
         if let Some(t) = core.receiver.poll_timeout() {
             deadline = deadline.min(t);
         }
-        if let Some(t) = core.next_stats {
-            deadline = deadline.min(t);
+        if let Some(schedule) = &core.stats {
+            deadline = deadline.min(schedule.next());
         }
-        let wait = deadline.saturating_duration_since(now);
-        core = shared
-            .wake
-            .wait_timeout(core, wait)
-            .unwrap_or_else(|e| e.into_inner())
-            .0;
+        core = common::wait_until(&shared.wake, core, now, deadline);
     }
 }
 
@@ -601,14 +588,12 @@ impl BaseSrcImpl for RistBondSrc {
         for link in &links {
             receiver.add_link(link.id, now);
         }
-        let stats_interval = (settings.stats_interval_ms > 0)
-            .then(|| Duration::from_millis(settings.stats_interval_ms.into()));
         let shared = Arc::new(Shared {
             core: Mutex::new(Core {
                 receiver,
                 rtcp_peers: vec![None; links.len()],
                 last_rtp: None,
-                next_stats: stats_interval.map(|i| now + i),
+                stats: common::StatsSchedule::new(settings.stats_interval_ms, now),
                 flushing: false,
                 discont: false,
                 draining: false,
@@ -616,7 +601,6 @@ impl BaseSrcImpl for RistBondSrc {
             links,
             wake: Condvar::new(),
             stop: AtomicBool::new(false),
-            stats_interval,
             rtcp_unaddressed: AtomicU64::new(0),
             lost: AtomicU64::new(0),
         });
@@ -822,12 +806,7 @@ impl PushSrcImpl for RistBondSrc {
                 }
                 deadline = deadline.min(idle_deadline);
             }
-            let wait = deadline.saturating_duration_since(now);
-            core = shared
-                .wake
-                .wait_timeout(core, wait)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            core = common::wait_until(&shared.wake, core, now, deadline);
         }
     }
 }
