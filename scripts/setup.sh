@@ -5,13 +5,13 @@ set -euo pipefail
 
 APT_PACKAGES=(
   # build
-  pkg-config build-essential libclang-dev
+  pkg-config build-essential
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
   # runtime: sources, x264/x265, mpegtsmux, decoders for verification
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools
-  # interop peers and test tools
-  rist-tools ffmpeg iproute2 procps
+  # interop peer (librist ristsender/ristreceiver) and test tools
+  rist-tools iproute2 procps
 )
 
 missing=()
