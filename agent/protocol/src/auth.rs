@@ -84,6 +84,22 @@ impl Message for AuthLoginResponse {
     const TYPE: &'static str = "auth.login.response";
 }
 
+impl AuthLoginResponse {
+    /// A refusal (`success: false`) with `error`, stating `protocol_version`
+    /// (PROTOCOL.md §3.5).
+    pub fn refused(error: RemoteError, protocol_version: u32) -> Self {
+        Self {
+            success: false,
+            sender_id: None,
+            session_token: None,
+            device_key: None,
+            protocol_version: Some(protocol_version),
+            config: None,
+            error: Some(error),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

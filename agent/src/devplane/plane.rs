@@ -231,18 +231,13 @@ impl Plane {
     async fn on_login(&mut self, conn: u64, env: &Envelope) {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let response = match env.decode::<AuthLogin>() {
-            Err(e) => AuthLoginResponse {
-                success: false,
-                sender_id: None,
-                session_token: None,
-                device_key: None,
-                protocol_version: Some(braid_protocol::PROTOCOL_VERSION),
-                config: None,
-                error: Some(braid_protocol::auth::RemoteError {
+            Err(e) => AuthLoginResponse::refused(
+                braid_protocol::auth::RemoteError {
                     code: "invalid_payload".into(),
                     message: e.to_string(),
-                }),
-            },
+                },
+                braid_protocol::PROTOCOL_VERSION,
+            ),
             Ok(req) => match self.registry.login(&req, now) {
                 Ok(granted) => {
                     let how = if granted.device_key.is_some() {
@@ -269,15 +264,7 @@ impl Plane {
                 }
                 Err(error) => {
                     println!("devplane: login refused on connection {conn}: {error}");
-                    AuthLoginResponse {
-                        success: false,
-                        sender_id: None,
-                        session_token: None,
-                        device_key: None,
-                        protocol_version: Some(braid_protocol::PROTOCOL_VERSION),
-                        config: None,
-                        error: Some(error),
-                    }
+                    AuthLoginResponse::refused(error, braid_protocol::PROTOCOL_VERSION)
                 }
             },
         };
