@@ -21,28 +21,6 @@ const FRAMES: u32 = 150;
 const ARMED_FROM: Duration = Duration::from_millis(500);
 const ARMED_UNTIL: Duration = Duration::from_millis(4300);
 
-fn collect_appsink(pipeline: &gst::Pipeline) -> Arc<Mutex<Vec<u8>>> {
-    let appsink = pipeline
-        .by_name("out")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
-    let data = Arc::new(Mutex::new(Vec::new()));
-    let data2 = data.clone();
-    appsink.set_callbacks(
-        gst_app::AppSinkCallbacks::builder()
-            .new_sample(move |sink| {
-                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                let buffer = sample.buffer().ok_or(gst::FlowError::Error)?;
-                let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
-                data2.lock().unwrap().extend_from_slice(&map);
-                Ok(gst::FlowSuccess::Ok)
-            })
-            .build(),
-    );
-    data
-}
-
 fn reference_ts() -> Vec<u8> {
     let pipeline = gst::parse::launch(&format!(
         "{} ! appsink name=out sync=false",
@@ -51,7 +29,7 @@ fn reference_ts() -> Vec<u8> {
     .unwrap()
     .downcast::<gst::Pipeline>()
     .unwrap();
-    let data = collect_appsink(&pipeline);
+    let data = common::collect_appsink(&pipeline);
     common::run_to_eos(&pipeline, Duration::from_secs(30));
     let data = data.lock().unwrap().clone();
     data
@@ -103,7 +81,7 @@ fn two_links_one_lossy_deliver_the_complete_stream() {
     .unwrap()
     .downcast::<gst::Pipeline>()
     .unwrap();
-    let received = collect_appsink(&receiver);
+    let received = common::collect_appsink(&receiver);
     let receiver_thread = {
         let receiver = receiver.clone();
         std::thread::spawn(move || common::run_to_eos(&receiver, Duration::from_secs(40)))

@@ -82,26 +82,7 @@ fn src_outputs_plain_rtp_in_order_and_ends_on_idle_timeout() {
     .unwrap()
     .downcast::<gst::Pipeline>()
     .unwrap();
-    let appsink = pipeline
-        .by_name("out")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
-    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
-    {
-        let received = received.clone();
-        appsink.set_callbacks(
-            gst_app::AppSinkCallbacks::builder()
-                .new_sample(move |sink| {
-                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                    let buffer = sample.buffer().ok_or(gst::FlowError::Error)?;
-                    let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
-                    received.lock().unwrap().extend_from_slice(&map);
-                    Ok(gst::FlowSuccess::Ok)
-                })
-                .build(),
-        );
-    }
+    let received = common::collect_appsink(&pipeline);
 
     let sender = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(300));

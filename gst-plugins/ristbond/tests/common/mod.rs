@@ -244,3 +244,26 @@ pub fn last_stats(messages: &[gst::Structure]) -> Option<gst::Structure> {
         .find(|s| s.name() == "ristbond-stats")
         .cloned()
 }
+
+/// Collect every byte the appsink named `out` in `pipeline` receives, from now on.
+pub fn collect_appsink(pipeline: &gst::Pipeline) -> Arc<Mutex<Vec<u8>>> {
+    let appsink = pipeline
+        .by_name("out")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    let data = Arc::new(Mutex::new(Vec::new()));
+    let data2 = data.clone();
+    appsink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let buffer = sample.buffer().ok_or(gst::FlowError::Error)?;
+                let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
+                data2.lock().unwrap().extend_from_slice(&map);
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    data
+}
