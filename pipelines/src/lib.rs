@@ -11,14 +11,14 @@
 //! ```text
 //! SOURCE ! videoconvert ! videoscale ! videorate ! video/x-raw,format=I420,... !
 //!   x264enc|x265enc name=venc ! h264parse|h265parse ! mpegtsmux name=mux alignment=7 !
-//!   ristbondsink name=bond links=... latency=...
+//!   ristbondsink name=bond config=BONDING_CONFIG_TOML
 //! [audiotestsrc ! audioconvert ! audioresample ! avenc_aac|opusenc ! mux.]
 //! ```
 
 mod plan;
 mod quote;
 
-pub use plan::{AudioCodec, AudioPlan, SourcePlan, StreamPlan};
+pub use plan::{bonding_toml, AudioCodec, AudioPlan, SourcePlan, StreamPlan};
 pub use quote::quote_value;
 
 /// Name of the video encoder element in every built pipeline (its `bitrate` is in kbit/s).

@@ -287,8 +287,7 @@ impl StreamPlan {
         };
 
         let links = plan_links(&start.bonding_config)?;
-        let bonding_toml = toml::to_string(&start.bonding_config)
-            .map_err(|e| invalid("bonding_config", format!("cannot be written as TOML: {e}")))?;
+        let bonding_toml = bonding_toml(&start.bonding_config)?;
 
         Ok(StreamPlan {
             stream_id: id.clone(),
@@ -397,7 +396,8 @@ impl StreamPlan {
         push("!");
         push("ristbondsink");
         push(&format!("name={BOND_SINK_NAME}"));
-        push(&format!("links={}", quote_value(&self.links_property())));
+        // Links come from `[[links]]` of the config (with their ids), so a live
+        // `stream.links.update` can re-set `config` and keep ids stable.
         push(&format!("config={}", quote_value(&self.bonding_toml)));
 
         if let Some(audio) = &self.audio {
@@ -472,6 +472,17 @@ impl StreamPlan {
         }
         Ok(pipeline)
     }
+}
+
+/// Validate a `bonding_config` (PROTOCOL.md §5) and render it as the TOML that
+/// `ristbondsink`'s `config` property takes (docs/elements.md). Used at start and for
+/// live updates (`stream.links.update`, `config.update`), which re-set `config` on the
+/// running sink. Errors: [`PlanError::Invalid`] naming the field
+/// (`bonding_config.links[1].uri`).
+pub fn bonding_toml(cfg: &BondingConfig) -> Result<String, PlanError> {
+    plan_links(cfg)?;
+    toml::to_string(cfg)
+        .map_err(|e| invalid("bonding_config", format!("cannot be written as TOML: {e}")))
 }
 
 /// Check `bonding_config.links` and turn each into the URI `ristbondsink` takes.

@@ -230,6 +230,7 @@ impl Control {
                 tracing::info!(stream_id = %ended.stream_id, reason = ?ended.reason, "stream ended while disconnected");
                 self.pending_ended.push_back(ended);
             }
+            StreamReport::Event(event) => self.raise(event),
         }
     }
 

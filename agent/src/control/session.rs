@@ -433,6 +433,10 @@ impl<'a> Session<'a> {
                     }
                 }
             }
+            StreamReport::Event(event) => {
+                self.control.raise(event);
+                self.flush_events().await
+            }
         };
         match result {
             Ok(()) => Flow::Continue,

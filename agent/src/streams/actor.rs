@@ -118,6 +118,9 @@ impl StreamActor {
             tokio::select! {
                 cmd = cmds.recv() => match cmd {
                     Some(ActorCmd::Stop(reason, done)) => break Ending::Stop(reason, Some(done)),
+                    Some(ActorCmd::Rebond(bonding, reply)) => {
+                        let _ = reply.send(rebond(&pipeline, &bonding));
+                    }
                     None => break Ending::Stop(EndReason::Shutdown, None),
                 },
                 _ = cancel.cancelled() => break Ending::Stop(EndReason::Shutdown, None),
@@ -164,7 +167,7 @@ impl StreamActor {
         match msg.view() {
             gst::MessageView::Element(e) => {
                 if let Some(s) = e.structure() {
-                    if let Some(stats) = parse_sink_stats(s, &self.plan) {
+                    if let Some(stats) = parse_sink_stats(s) {
                         self.last = stats;
                     }
                 }
@@ -227,6 +230,21 @@ impl StreamActor {
             }
         }
     }
+}
+
+/// Set a new `bonding_config` on the live `ristbondsink` (its `config` property is
+/// applied while PLAYING: links diffed by id, scheduler reloaded; docs/elements.md).
+fn rebond(
+    pipeline: &gst::Pipeline,
+    bonding: &braid_protocol::stream::BondingConfig,
+) -> Result<(), ErrorBody> {
+    let toml = braid_pipelines::bonding_toml(bonding)
+        .map_err(|e| ErrorBody::new(ErrorCode::InvalidPayload, e.to_string()))?;
+    let sink = pipeline
+        .by_name(braid_pipelines::BOND_SINK_NAME)
+        .ok_or_else(|| ErrorBody::new(ErrorCode::Internal, "pipeline has no ristbondsink"))?;
+    sink.set_property("config", toml);
+    Ok(())
 }
 
 /// The first error already on the bus, as a response body.

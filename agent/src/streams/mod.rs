@@ -18,7 +18,10 @@ use std::sync::{Arc, Mutex};
 
 use braid_pipelines::{PlanError, StreamPlan};
 use braid_protocol::error::{ErrorBody, ErrorCode};
-use braid_protocol::stream::{EndReason, StreamEnded, StreamStart, StreamStats};
+use braid_protocol::event::Event;
+use braid_protocol::stream::{
+    BondingConfig, BondingLink, EndReason, SchedulerConfig, StreamEnded, StreamStart, StreamStats,
+};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -32,6 +35,9 @@ pub enum StreamReport {
     Stats(StreamStats),
     /// `stream.ended`, once per stream (always delivered to the channel).
     Ended(StreamEnded),
+    /// An `event` (PROTOCOL.md §6) raised by a stream (link down, source lost…);
+    /// the control task queues it like its own events.
+    Event(Event),
 }
 
 /// Settings of the stream manager that come from the agent config.
@@ -46,12 +52,17 @@ pub struct StreamsConfig {
 enum ActorCmd {
     /// Stop with this reason; reply when the pipeline is down.
     Stop(EndReason, oneshot::Sender<()>),
+    /// Apply a new `bonding_config` to the live `ristbondsink` (links diffed by id,
+    /// scheduler hot-reloaded); reply with the result.
+    Rebond(BondingConfig, oneshot::Sender<Result<(), ErrorBody>>),
 }
 
 /// Registry entry of a stream that is starting or live.
 #[derive(Debug)]
 struct Entry {
     cmd: mpsc::Sender<ActorCmd>,
+    /// The bonding config in force (as started, then as last updated).
+    bonding: BondingConfig,
 }
 
 /// Handle to the stream manager; cheap to clone.
@@ -62,6 +73,29 @@ pub struct StreamsHandle {
     cancel: CancellationToken,
     tracker: TaskTracker,
     config: Arc<StreamsConfig>,
+}
+
+fn not_running(stream_id: &str) -> ErrorBody {
+    ErrorBody::new(
+        ErrorCode::NotFound,
+        format!("stream {stream_id} is not running"),
+    )
+}
+
+/// `update` over `base`: every field set in `update` wins.
+fn merge_scheduler(base: &SchedulerConfig, update: &SchedulerConfig) -> SchedulerConfig {
+    SchedulerConfig {
+        storm_enabled: update.storm_enabled.or(base.storm_enabled),
+        storm_duration_ms: update.storm_duration_ms.or(base.storm_duration_ms),
+        discard_deadline_ms: update.discard_deadline_ms.or(base.discard_deadline_ms),
+        redundancy_enabled: update.redundancy_enabled.or(base.redundancy_enabled),
+        redundancy_spare_ratio: update
+            .redundancy_spare_ratio
+            .or(base.redundancy_spare_ratio),
+        critical_broadcast: update.critical_broadcast.or(base.critical_broadcast),
+        failover_rtt_ms: update.failover_rtt_ms.or(base.failover_rtt_ms),
+        failover_loss_rate: update.failover_loss_rate.or(base.failover_loss_rate),
+    }
 }
 
 fn plan_error(e: PlanError) -> ErrorBody {
@@ -91,7 +125,13 @@ impl StreamsHandle {
                     format!("stream {id} is already running"),
                 ));
             }
-            streams.insert(id.clone(), Entry { cmd: cmd_tx });
+            streams.insert(
+                id.clone(),
+                Entry {
+                    cmd: cmd_tx,
+                    bonding: spec.bonding_config.clone(),
+                },
+            );
         }
         let (ready_tx, ready_rx) = oneshot::channel();
         let registry = self.streams.clone();
@@ -135,6 +175,88 @@ impl StreamsHandle {
             .await
             .map_err(|_| not_found())?;
         rx.await.map_err(|_| not_found())
+    }
+
+    /// `stream.links.update` (PROTOCOL.md §5): replace the links of a live stream.
+    /// Links are matched by `id`: kept ids keep flowing untouched, new ids are added,
+    /// missing ids removed, an id whose `uri`/`interface` changed is re-opened. The
+    /// scheduler settings stay as they are. Errors: `not_found` (no such stream),
+    /// `invalid_payload` naming the field (`bonding_config.links[1].uri`), or the
+    /// sink's refusal (`pipeline_error`).
+    pub async fn update_links(
+        &self,
+        stream_id: &str,
+        links: Vec<BondingLink>,
+    ) -> Result<(), ErrorBody> {
+        let mut bonding = self
+            .bonding(stream_id)
+            .ok_or_else(|| not_running(stream_id))?;
+        bonding.links = links;
+        self.rebond(stream_id, bonding).await
+    }
+
+    /// `config.update` (PROTOCOL.md §5): hot-reload the scheduler of one live stream,
+    /// or of all when `stream_id` is `None`. Fields absent from `scheduler` keep their
+    /// current value. Errors: `not_found`, `invalid_payload`, `pipeline_error`; with
+    /// `None`, the first error (the other streams are still updated).
+    pub async fn update_scheduler(
+        &self,
+        stream_id: Option<&str>,
+        scheduler: SchedulerConfig,
+    ) -> Result<(), ErrorBody> {
+        let ids = match stream_id {
+            Some(id) => vec![id.to_owned()],
+            None => self.live().await,
+        };
+        let mut first_err = None;
+        for id in ids {
+            let Some(mut bonding) = self.bonding(&id) else {
+                first_err.get_or_insert(not_running(&id));
+                continue;
+            };
+            bonding.scheduler = merge_scheduler(&bonding.scheduler, &scheduler);
+            if let Err(e) = self.rebond(&id, bonding).await {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// The `bonding_config` in force for a live stream (as started, with updates
+    /// applied); `None` if it is not running.
+    pub fn bonding(&self, stream_id: &str) -> Option<BondingConfig> {
+        self.streams
+            .lock()
+            .expect("streams registry poisoned")
+            .get(stream_id)
+            .map(|e| e.bonding.clone())
+    }
+
+    /// Validate and send a new bonding config to the stream's actor; record it once
+    /// the sink took it.
+    async fn rebond(&self, stream_id: &str, bonding: BondingConfig) -> Result<(), ErrorBody> {
+        braid_pipelines::bonding_toml(&bonding).map_err(plan_error)?;
+        let cmd = self
+            .streams
+            .lock()
+            .expect("streams registry poisoned")
+            .get(stream_id)
+            .map(|e| e.cmd.clone())
+            .ok_or_else(|| not_running(stream_id))?;
+        let (tx, rx) = oneshot::channel();
+        cmd.send(ActorCmd::Rebond(bonding.clone(), tx))
+            .await
+            .map_err(|_| not_running(stream_id))?;
+        rx.await.map_err(|_| not_running(stream_id))??;
+        if let Some(e) = self
+            .streams
+            .lock()
+            .expect("streams registry poisoned")
+            .get_mut(stream_id)
+        {
+            e.bonding = bonding;
+        }
+        Ok(())
     }
 
     /// Ids of the streams that are starting or live.

@@ -1,7 +1,6 @@
 //! `ristbond-stats` element messages (docs/elements.md) to `stream.stats` payloads
 //! (PROTOCOL.md §4).
 
-use braid_pipelines::StreamPlan;
 use braid_protocol::stream::{LinkState, LinkStats, OutputStats};
 
 /// Figures read from one `ristbond-stats` message of `ristbondsink`.
@@ -28,10 +27,11 @@ fn link_state(name: &str) -> LinkState {
     }
 }
 
-/// Read a `ristbond-stats` structure. Link `id` in the message is the position in the
-/// sink's `links`; it is mapped to `bonding_config.links[].id` and the interface (or
-/// URI) of the plan. Returns `None` for any other structure.
-pub(crate) fn parse_sink_stats(s: &gst::StructureRef, plan: &StreamPlan) -> Option<SinkStats> {
+/// Read a `ristbond-stats` structure (docs/elements.md). Link `id` in the message is
+/// `bonding_config.links[].id` (the sink takes its links from the config); the
+/// interface is the sink's `interface` field, else the URI. Returns `None` for any
+/// other structure.
+pub(crate) fn parse_sink_stats(s: &gst::StructureRef) -> Option<SinkStats> {
     if s.name() != "ristbond-stats" {
         return None;
     }
@@ -41,13 +41,15 @@ pub(crate) fn parse_sink_stats(s: &gst::StructureRef, plan: &StreamPlan) -> Opti
             let Ok(link) = value.get::<gst::Structure>() else {
                 continue;
             };
-            let index = link.get::<u32>("id").unwrap_or(0) as usize;
-            let planned = plan.links.get(index);
+            let iface = link.get::<&str>("interface").unwrap_or_default();
+            let interface = if iface.is_empty() {
+                link.get::<&str>("uri").unwrap_or_default()
+            } else {
+                iface
+            };
             links.push(LinkStats {
-                id: planned.map(|l| l.id).unwrap_or(index as u32),
-                interface: planned
-                    .map(|l| l.interface.clone().unwrap_or_else(|| l.uri.clone()))
-                    .unwrap_or_default(),
+                id: link.get::<u32>("id").unwrap_or(0),
+                interface: interface.to_owned(),
                 state: link_state(link.get::<&str>("state").unwrap_or("Live")),
                 rtt_ms: link.get::<f64>("rtt-ms").unwrap_or(0.0),
                 loss_rate: link.get::<f64>("loss-rate").unwrap_or(0.0),
@@ -72,27 +74,15 @@ pub(crate) fn parse_sink_stats(s: &gst::StructureRef, plan: &StreamPlan) -> Opti
 #[cfg(test)]
 mod tests {
     use super::*;
-    use braid_protocol::stream::StreamStart;
-
-    fn plan() -> StreamPlan {
-        let start: StreamStart = serde_json::from_value(serde_json::json!({
-            "stream_id": "s1",
-            "source": {"mode": "test", "resolution": "320x240", "framerate": 30},
-            "encoder": {"bitrate_kbps": 1000},
-            "bonding_config": {"links": [
-                {"id": 7, "uri": "rist://127.0.0.1:15000", "interface": "wwan0"},
-                {"id": 9, "uri": "rist://127.0.0.1:15002"}]}
-        }))
-        .unwrap();
-        StreamPlan::from_start(&start, None).unwrap()
-    }
 
     #[test]
-    fn maps_link_positions_to_plan_ids() {
+    fn reads_link_ids_and_interfaces_from_the_sink() {
         gst::init().unwrap();
-        let link = |id: u32, state: &str, bytes: u64| {
+        let link = |id: u32, iface: &str, uri: &str, state: &str, bytes: u64| {
             gst::Structure::builder("ristbond-link")
                 .field("id", id)
+                .field("interface", iface)
+                .field("uri", uri)
                 .field("state", state)
                 .field("rtt-ms", 42.5f64)
                 .field("sent-bytes", bytes)
@@ -105,10 +95,13 @@ mod tests {
             .field("bytes-sent", 132_000u64)
             .field(
                 "links",
-                gst::Array::new([link(0, "Live", 66_000), link(1, "Down", 66_000)]),
+                gst::Array::new([
+                    link(7, "wwan0", "rist://127.0.0.1:15000", "Live", 66_000),
+                    link(9, "", "rist://127.0.0.1:15002", "Down", 66_000),
+                ]),
             )
             .build();
-        let stats = parse_sink_stats(&s, &plan()).unwrap();
+        let stats = parse_sink_stats(&s).unwrap();
         assert_eq!(stats.output.packets_sent, 100);
         assert_eq!(stats.bytes_sent, 132_000);
         assert_eq!(stats.links.len(), 2);
@@ -123,6 +116,6 @@ mod tests {
         assert_eq!(stats.links[1].state, LinkState::Down);
         assert_eq!(stats.links[0].rtt_ms, 42.5);
         let other = gst::Structure::new_empty("something-else");
-        assert!(parse_sink_stats(&other, &plan()).is_none());
+        assert!(parse_sink_stats(&other).is_none());
     }
 }
