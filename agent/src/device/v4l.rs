@@ -559,6 +559,9 @@ impl Node for LiveNode {
 pub struct Recording {
     /// Where it was recorded, e.g. `/dev/video0` (informative).
     pub device: String,
+    /// Provenance (which device, how recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
     /// `VIDIOC_QUERYCAP`.
     pub caps: NodeCaps,
     /// `VIDIOC_G_FMT`, if it answered.
@@ -611,6 +614,7 @@ impl Recording {
         }
         Ok(Self {
             device: device.to_owned(),
+            note: None,
             caps,
             current: node.current().ok(),
             formats,
