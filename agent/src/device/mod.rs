@@ -217,3 +217,31 @@ pub fn spawn(
         modems: modems_rx,
     }
 }
+
+/// One `device.status` payload of this machine as pretty JSON (`braid-agent
+/// devices`): the watchers run for 1.5 s first so that ModemManager's modems are
+/// in it. Errors: JSON encoding only.
+pub async fn report_once(media_dir: &Path) -> anyhow::Result<String> {
+    let cancel = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let handle = spawn(
+        DeviceOptions::new(media_dir),
+        EventSink::log_only(),
+        None,
+        cancel.clone(),
+        &tracker,
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let collector = handle.collector();
+    let status = tokio::task::spawn_blocking(move || {
+        collector
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .collect(StreamState::Idle, &[])
+    })
+    .await?;
+    cancel.cancel();
+    tracker.close();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), tracker.wait()).await;
+    Ok(serde_json::to_string_pretty(&status)?)
+}

@@ -669,6 +669,32 @@ impl Node for Recording {
     }
 }
 
+/// Record every `/dev/videoN` the kernel lists into `dir/videoN.json` (created if
+/// needed); nodes that cannot be opened are skipped with a message on stderr.
+/// Returns the files written. Errors: `dir` cannot be created or written.
+pub fn record_all(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    fs::create_dir_all(dir)?;
+    let mut written = Vec::new();
+    for name in node_names(Path::new(SYS_CLASS_V4L)) {
+        let path = Path::new(DEV_DIR).join(&name);
+        let recording = std::panic::catch_unwind(|| {
+            let node = LiveNode::open(&path).map_err(|e| open_error(&path, &e))?;
+            Recording::record(&path.to_string_lossy(), &node).map_err(|e| e.to_string())
+        })
+        .unwrap_or_else(|_| Err("the V4L2 driver answered with unreadable strings".into()));
+        match recording {
+            Ok(r) => {
+                let file = dir.join(format!("{name}.json"));
+                let json = serde_json::to_string_pretty(&r).map_err(io::Error::other)?;
+                fs::write(&file, json + "\n")?;
+                written.push(file);
+            }
+            Err(e) => eprintln!("{}: {e}", path.display()),
+        }
+    }
+    Ok(written)
+}
+
 /// `videoN` names under `sys_class_v4l`, sorted by number.
 pub fn node_names(sys_class_v4l: &Path) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(sys_class_v4l)
