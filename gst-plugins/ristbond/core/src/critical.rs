@@ -73,7 +73,7 @@ impl CriticalClassifier {
             return;
         }
         i += 1 + usize::from(pkt[i]); // pointer_field
-        // table_id(1) section_length(2) ts_id(2) version(1) section(1) last(1)
+                                      // table_id(1) section_length(2) ts_id(2) version(1) section(1) last(1)
         if i + 8 > pkt.len() || pkt[i] != 0x00 {
             return;
         }
@@ -123,10 +123,22 @@ mod tests {
         let mut p = ts(0, true, false);
         let section = [
             0x00, // pointer
-            0x00, 0xb0, 0x0d, // table 0, length 13
-            0x00, 0x01, 0xc1, 0x00, 0x00, // ts id, version, section numbers
-            0x00, 0x01, 0xe0 | (pmt_pid >> 8) as u8, pmt_pid as u8, // program 1
-            0, 0, 0, 0, // CRC (not checked)
+            0x00,
+            0xb0,
+            0x0d, // table 0, length 13
+            0x00,
+            0x01,
+            0xc1,
+            0x00,
+            0x00, // ts id, version, section numbers
+            0x00,
+            0x01,
+            0xe0 | (pmt_pid >> 8) as u8,
+            pmt_pid as u8, // program 1
+            0,
+            0,
+            0,
+            0, // CRC (not checked)
         ];
         p[4..4 + section.len()].copy_from_slice(&section);
         p

@@ -92,7 +92,9 @@ mod tests {
                 seen.push(k);
             }
         }
-        assert!(seen.windows(2).all(|w| w[1] as f64 <= w[0] as f64 * 1.1 + 1.0));
+        assert!(seen
+            .windows(2)
+            .all(|w| w[1] as f64 <= w[0] as f64 * 1.1 + 1.0));
         assert_eq!(c.current_kbps(), 8000, "capped at max");
         // Small wobbles are ignored.
         assert_eq!(c.update(9_950_000, t + Duration::from_secs(1)), None);

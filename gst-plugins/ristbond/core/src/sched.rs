@@ -65,7 +65,8 @@ pub struct SchedulerConfig {
     /// Default 0.5 (attributed loss includes NACKs caused by cross-link reordering and
     /// short congestion bursts, so lower values make healthy links flap).
     pub failover_loss_rate: f64,
-    /// Rate of a link before any estimate, bps. Default 2 Mbit/s.
+    /// Rate of a link before any estimate, bps. Default 10 Mbit/s (optimistic: a
+    /// key frame must not wait behind a pessimistic start; delay feedback corrects it).
     pub initial_rate_bps: f64,
     /// Lowest rate estimate, bps. Default 100 kbit/s.
     pub min_rate_bps: f64,
@@ -84,7 +85,7 @@ impl Default for SchedulerConfig {
             redundancy_spare_ratio: 0.5,
             failover_rtt: Duration::from_millis(1500),
             failover_loss_rate: 0.5,
-            initial_rate_bps: 2_000_000.0,
+            initial_rate_bps: 10_000_000.0,
             min_rate_bps: 100_000.0,
             max_rate_bps: 500_000_000.0,
         }
@@ -295,7 +296,10 @@ impl LinkEstimator {
         if !paced {
             return;
         }
-        let rate = self.usable_rate_bps().max(self.rate_bps * DEGRADED_SHARE);
+        // Not usable (Down, recovering) yet sent on: blind mode or a repair; pace at
+        // the last estimate.
+        let usable = self.usable_rate_bps();
+        let rate = if usable > 0.0 { usable } else { self.rate_bps };
         let cost = Duration::from_secs_f64(bytes as f64 * 8.0 / rate.max(1.0));
         let base = self
             .next_free
@@ -332,7 +336,9 @@ impl LinkEstimator {
             self.recent_rtt.pop_front();
         }
         match self.rtt_minima.back_mut() {
-            Some((start, min)) if now.saturating_duration_since(*start) < Duration::from_secs(1) => {
+            Some((start, min))
+                if now.saturating_duration_since(*start) < Duration::from_secs(1) =>
+            {
                 *min = (*min).min(rtt);
             }
             _ => self.rtt_minima.push_back((now, rtt)),
@@ -425,8 +431,8 @@ impl LinkEstimator {
         let silent = self
             .last_heard
             .map(|t| now.saturating_duration_since(t) > self.dead_after());
-        let bad = self.loss > cfg.failover_loss_rate
-            || self.srtt.is_some_and(|r| r > cfg.failover_rtt);
+        let bad =
+            self.loss > cfg.failover_loss_rate || self.srtt.is_some_and(|r| r > cfg.failover_rtt);
         let good = self.loss < cfg.failover_loss_rate * 0.5
             && self.srtt.is_none_or(|r| r < cfg.failover_rtt.mul_f64(0.8));
         if good {

@@ -37,8 +37,8 @@ use std::time::{Duration, Instant};
 
 use crate::critical::CriticalClassifier;
 use crate::rtcp::{self, Echo, NtpClock, Packet, ReportBlock, SdesChunk, SenderReport};
-pub use crate::sched::{LinkState, LinkTransition, SchedulerConfig};
 use crate::sched::{LinkEstimator, PACING_SLACK};
+pub use crate::sched::{LinkState, LinkTransition, SchedulerConfig};
 use crate::{rtp, seq, Channel, Error, LinkId, Transmit};
 
 /// Shortest repeat guard for retransmitting one sequence number.
@@ -495,11 +495,9 @@ impl Sender {
         self.update_states(now);
         self.update_input_rate(now);
         // Deadline: drop what waited too long.
-        while self
-            .pending
-            .front()
-            .is_some_and(|p| now.saturating_duration_since(p.queued_at) >= self.sched.discard_deadline)
-        {
+        while self.pending.front().is_some_and(|p| {
+            now.saturating_duration_since(p.queued_at) >= self.sched.discard_deadline
+        }) {
             self.pending.pop_front();
             self.packets_dropped += 1;
         }
@@ -538,12 +536,15 @@ impl Sender {
             self.input_since = now;
         }
         if self.sched.redundancy_enabled {
-            let dt = now.saturating_duration_since(self.dup_credit_at).as_secs_f64();
+            let dt = now
+                .saturating_duration_since(self.dup_credit_at)
+                .as_secs_f64();
             let capacity: f64 = self.links.values().map(|l| l.est.usable_rate_bps()).sum();
             let spare = (capacity - self.input_bps).max(0.0);
             let ratio = self.sched.redundancy_spare_ratio.clamp(0.0, 1.0);
             // At most 50 ms worth of copies in the budget.
-            self.dup_credit = (self.dup_credit + spare * ratio * dt / 8.0).min(spare * ratio * 0.05 / 8.0);
+            self.dup_credit =
+                (self.dup_credit + spare * ratio * dt / 8.0).min(spare * ratio * 0.05 / 8.0);
         } else {
             self.dup_credit = 0.0;
         }
@@ -557,10 +558,10 @@ impl Sender {
     fn pick_original(&mut self, now: Instant) -> Option<LinkId> {
         let horizon = now + PACING_SLACK;
         let blind = !self.links.values().any(|l| l.est.usable());
-        let proven = self
-            .links
-            .values()
-            .any(|l| matches!(l.est.state(), LinkState::Live | LinkState::Degraded) && l.est.next_free <= horizon);
+        let proven = self.links.values().any(|l| {
+            matches!(l.est.state(), LinkState::Live | LinkState::Degraded)
+                && l.est.next_free <= horizon
+        });
         let eligible: Vec<(LinkId, f64)> = self
             .links
             .iter()
@@ -950,6 +951,10 @@ mod tests {
     fn paced_over_links_in_one_sequence_space() {
         let t0 = Instant::now();
         let mut s = Sender::with_initial_seq(config(), 65534, t0);
+        s.set_scheduler(SchedulerConfig {
+            initial_rate_bps: 2_000_000.0,
+            ..SchedulerConfig::default()
+        });
         s.add_link(0, t0);
         s.add_link(1, t0);
         drain(&mut s);
@@ -962,7 +967,10 @@ mod tests {
         assert_eq!(sent, vec![(0, 65534, SSRC), (1, 65535, SSRC)]);
         assert_eq!(s.stats().queued_packets, 2);
         let next = s.poll_timeout().unwrap();
-        assert!(next > t0 && next <= t0 + Duration::from_millis(6), "{next:?}");
+        assert!(
+            next > t0 && next <= t0 + Duration::from_millis(6),
+            "{next:?}"
+        );
         s.handle_timeout(next);
         let mut sent = rtp_of(&drain(&mut s));
         assert_eq!(
@@ -971,7 +979,9 @@ mod tests {
         );
         sent.sort();
         assert_eq!(
-            sent.iter().map(|&(l, _, ssrc)| (l, ssrc)).collect::<Vec<_>>(),
+            sent.iter()
+                .map(|&(l, _, ssrc)| (l, ssrc))
+                .collect::<Vec<_>>(),
             vec![(0, SSRC), (1, SSRC)],
             "one packet per link"
         );
@@ -985,6 +995,10 @@ mod tests {
     fn payloads_past_the_deadline_are_dropped_without_a_sequence_gap() {
         let t0 = Instant::now();
         let mut s = Sender::new(config(), t0);
+        s.set_scheduler(SchedulerConfig {
+            initial_rate_bps: 2_000_000.0,
+            ..SchedulerConfig::default()
+        });
         s.add_link(0, t0);
         drain(&mut s);
         // 2 Mbit/s link, 100 payloads at once: ~530 ms of sending; the default

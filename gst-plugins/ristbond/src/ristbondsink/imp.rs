@@ -61,7 +61,6 @@ const DEFAULT_STATS_INTERVAL_MS: u32 = 1000;
 const DEFAULT_CONFIG: &str = "";
 const DEFAULT_EOS_LINGER_MS: u32 = 500;
 
-
 #[derive(Debug, Clone)]
 struct Settings {
     links: String,
@@ -921,7 +920,6 @@ impl RistBondSink {
         gst::debug!(CAT, imp = self, "{} = {:?}", pspec.name(), value);
     }
 
-
     /// Read a property value from the settings.
     fn get_setting(&self, pspec: &glib::ParamSpec) -> glib::Value {
         let settings = lock(&self.settings);
@@ -1070,7 +1068,11 @@ impl BaseSinkImpl for RistBondSink {
         state.shared.stop.store(true, Ordering::Release);
         state.shared.wake.notify_all();
         let added = std::mem::take(&mut *lock(&state.shared.link_threads));
-        for t in state.threads.into_iter().chain(added.into_iter().map(|(_, t)| t)) {
+        for t in state
+            .threads
+            .into_iter()
+            .chain(added.into_iter().map(|(_, t)| t))
+        {
             if t.join().is_err() {
                 gst::warning!(CAT, imp = self, "a link thread panicked");
             }
