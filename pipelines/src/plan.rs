@@ -238,18 +238,21 @@ fn check_alsa_device(dev: &str) -> Result<(), PlanError> {
     Ok(())
 }
 
-/// Video switch timeout: 300 ms, or three frame intervals at low frame rates (a
-/// source at 5 frames/s is not lost between two frames).
+/// Switch timeout: 200 ms, or three frame intervals at low frame rates (a source at
+/// 5 frames/s is not lost between two frames). The slate is on air about one
+/// timeout, the source's latency and a slate frame after the source's last frame:
+/// 300–400 ms at 25–60 frames/s, within the 500 ms of issue 7.
 fn switch_timeout_ms(framerate: u32) -> u64 {
-    300u64.max(3000 / u64::from(framerate.max(1)))
+    200u64.max(3000 / u64::from(framerate.max(1)))
 }
 
 /// Switch timeout of a looping media file, ms: a file cannot be unplugged, and its
 /// restart at the end of each pass must not put the slate on air.
 const LOOPING_SWITCH_TIMEOUT_MS: u64 = 2000;
 
-/// Switch timeout while a source starts (a camera can take a second to deliver its
-/// first frame), ms; lowered to [`StreamPlan::switch_timeout_ms`] at the first frame.
+/// How long a source may take to deliver its first frame before the slate goes on
+/// air (a camera can take a second to start), ms: the [`crate::Supervisor`] starts
+/// the slates only once every source has delivered, or after this grace.
 pub const STARTUP_SWITCH_TIMEOUT_MS: u64 = 3000;
 
 /// Element names of the parts of a pipeline the supervisor works on.
@@ -582,9 +585,17 @@ impl StreamPlan {
     /// Words of the normalising tail every video source ends with: convert, scale,
     /// rate to [`StreamPlan::raw_video_caps`], and the tail queue feeding the switch.
     fn video_normalise(&self, w: &mut Vec<String>) {
-        for s in ["videoconvert", "!", "videoscale", "!", "videorate", "!"] {
+        for s in ["videoconvert", "!", "videoscale", "!", "videorate"] {
             w.push(s.into());
         }
+        // Gaps longer than the switch timeout are the switch's business: without
+        // this, videorate would fill a stall with copies of the last frame before it
+        // and replay them when the source returns.
+        w.push(format!(
+            "max-duplication-time={}",
+            Duration::from_millis(self.switch_timeout_ms).as_nanos()
+        ));
+        w.push("!".into());
         w.push(self.raw_video_caps());
         w.push("!".into());
         w.push("queue".into());
@@ -793,6 +804,21 @@ impl StreamPlan {
         w.push(format!("timeout={}", ns(self.switch_timeout_ms)));
         w.push("immediate-fallback=false".into());
         w.push("!".into());
+        // One segment in running time out of the switch (each input has its own),
+        // then a constant frame rate: the last frame is repeated over the switch
+        // timeout and over the slate's latency at the switch back, so the encoder
+        // sees neither a new segment nor a hole in time at a switch.
+        for s in [
+            "identity",
+            "name=vswitch_seg",
+            "single-segment=true",
+            "!",
+            "videorate",
+            "name=vswitch_rate",
+            "!",
+        ] {
+            w.push(s.into());
+        }
         let branches = self.raw_video_branches();
         if !branches.is_empty() {
             w.push("tee".into());
@@ -860,7 +886,23 @@ impl StreamPlan {
             w.push(format!("name={AUDIO_SWITCH_NAME}"));
             w.push(format!("timeout={}", ns(self.switch_timeout_ms)));
             w.push("immediate-fallback=false".into());
-            for s in ["!", "queue", "name=aenc_q", "!", "audioconvert", "!"] {
+            // As for video: one segment, and silence over holes (a constant sample
+            // count), overlaps cut.
+            for s in [
+                "!",
+                "identity",
+                "name=aswitch_seg",
+                "single-segment=true",
+                "!",
+                "audiorate",
+                "name=aswitch_rate",
+                "!",
+                "queue",
+                "name=aenc_q",
+                "!",
+                "audioconvert",
+                "!",
+            ] {
                 w.push(s.into());
             }
             match audio.codec {
@@ -940,7 +982,7 @@ impl StreamPlan {
         if self.audio.is_some() {
             switches.push((AUDIO_SWITCH_NAME, names::AUDIO_TAIL));
         }
-        for (switch, tail) in switches {
+        for (switch, tail) in switches.iter().copied() {
             let primary = pipeline
                 .by_name(tail)
                 .and_then(|t| t.static_pad("src"))
@@ -953,8 +995,41 @@ impl StreamPlan {
                 pad.set_property("priority", prio);
             }
         }
+        if let Some(vswitch) = pipeline.by_name(VIDEO_SWITCH_NAME) {
+            monotonic_guard(&vswitch);
+        }
         Ok(pipeline)
     }
+}
+
+/// Keep the switch's video output strictly increasing in time: at a switch the
+/// incoming input can deliver a frame at the very running time of the last frame of
+/// the other input (both run on the same clock lattice); the encoder must not get two
+/// frames with one PTS.
+fn monotonic_guard(switch: &gst::Element) {
+    use gst::prelude::*;
+    let Some(src) = switch.static_pad("src") else {
+        return;
+    };
+    let last = std::sync::Mutex::new(None::<gst::ClockTime>);
+    src.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+        let Some(gst::PadProbeData::Buffer(buf)) = &info.data else {
+            return gst::PadProbeReturn::Ok;
+        };
+        let rt = pad
+            .sticky_event::<gst::event::Segment>(0)
+            .and_then(|s| s.segment().clone().downcast::<gst::ClockTime>().ok())
+            .and_then(|s| s.to_running_time(buf.pts()?));
+        let mut last = last.lock().expect("guard state poisoned");
+        match (rt, *last) {
+            (Some(rt), Some(prev)) if rt <= prev => gst::PadProbeReturn::Drop,
+            (Some(rt), _) => {
+                *last = Some(rt);
+                gst::PadProbeReturn::Ok
+            }
+            _ => gst::PadProbeReturn::Ok,
+        }
+    });
 }
 
 /// Validate a `bonding_config` (PROTOCOL.md §5) and render it as the TOML that

@@ -121,17 +121,30 @@ pub enum Action {
 /// the pipeline's state. Blocking; run it off async workers. `Send + 'static`.
 #[derive(Debug, Clone)]
 pub struct RestartJob {
-    /// Index of the branch in the supervisor.
+    /// Index of the branch in the supervisor ([`SLATES`] for the slates' start).
     pub branch: usize,
     /// Elements, sources first.
     elements: Vec<gst::Element>,
     /// Offsets to set on the branch's tail pads, ns.
     offsets: Vec<(gst::Pad, i64)>,
+    /// Start elements held in `NULL` (the slates) instead of restarting them.
+    unlock: bool,
 }
+
+/// [`RestartJob::branch`] of the job that starts the slates.
+pub const SLATES: usize = usize::MAX;
 
 impl RestartJob {
     /// Do it. Errors: an element refused a state change (the device is still gone).
     pub fn run(&self) -> Result<(), String> {
+        if self.unlock {
+            for e in self.elements.iter().rev() {
+                e.set_locked_state(false);
+                e.sync_state_with_parent()
+                    .map_err(|_| format!("{} did not start", e.name()))?;
+            }
+            return Ok(());
+        }
         for e in &self.elements {
             e.set_state(gst::State::Null)
                 .map_err(|_| format!("{} did not stop", e.name()))?;
@@ -186,7 +199,8 @@ struct Branch {
 struct EssenceState {
     present: bool,
     on_source: bool,
-    ever_on_source: bool,
+    /// The source delivered at least once.
+    flowed: bool,
     lost_at: Option<Instant>,
 }
 
@@ -196,6 +210,11 @@ pub struct Supervisor {
     branches: Vec<Branch>,
     essences: [EssenceState; 2],
     switch_timeout: Duration,
+    /// Slate elements, held in `NULL` until the sources have started (or the
+    /// startup grace is over), so a slow camera does not open on the slate.
+    slates: Vec<gst::Element>,
+    slates_started: bool,
+    attached_at: Instant,
 }
 
 fn backoff(failures: u32) -> Duration {
@@ -240,15 +259,9 @@ struct InputProbe {
 }
 
 /// Drop the source's EOS at the switch input (posting [`EOS_MESSAGE`]), track the
-/// end running time of its buffers, and at the first buffer after each
-/// stream-start lower the switch timeout from the startup value and post
-/// [`FLOWING_MESSAGE`].
-fn install_input_probe(
-    switch: &gst::Element,
-    input: &gst::Pad,
-    essence: Essence,
-    timeout_ns: u64,
-) {
+/// end running time of its buffers, and post [`FLOWING_MESSAGE`] at the first
+/// buffer after each stream-start.
+fn install_input_probe(switch: &gst::Element, input: &gst::Pad, essence: Essence) {
     let state = Arc::new(Mutex::new(InputProbe {
         segment: gst::FormattedSegment::new(),
         armed: true,
@@ -273,7 +286,6 @@ fn install_input_probe(
                     if st.armed {
                         st.armed = false;
                         drop(st);
-                        switch.set_property("timeout", timeout_ns);
                         let s = gst::Structure::builder(FLOWING_MESSAGE)
                             .field("essence", essence.as_str())
                             .build();
@@ -368,17 +380,31 @@ impl Supervisor {
     /// until each source delivers its first buffer. Errors:
     /// [`BuildError::MissingElement`] if the pipeline is not the plan's.
     pub fn attach(plan: &StreamPlan, pipeline: &gst::Pipeline) -> Result<Self, BuildError> {
-        let timeout_ns = ns(Duration::from_millis(plan.switch_timeout_ms));
-        let startup_ns = ns(Duration::from_millis(
-            STARTUP_SWITCH_TIMEOUT_MS.max(plan.switch_timeout_ms),
-        ));
         let mut essences: [EssenceState; 2] = Default::default();
         let mut tails: Vec<(Essence, gst::Element)> = Vec::new();
-        let mut switches = vec![(Essence::Video, VIDEO_SWITCH_NAME, names::VIDEO_TAIL)];
+        let mut slates: Vec<gst::Element> = Vec::new();
+        let mut switches = vec![(
+            Essence::Video,
+            VIDEO_SWITCH_NAME,
+            names::VIDEO_TAIL,
+            names::VIDEO_SLATE_TAIL,
+        )];
         if plan.audio.is_some() {
-            switches.push((Essence::Audio, AUDIO_SWITCH_NAME, names::AUDIO_TAIL));
+            switches.push((
+                Essence::Audio,
+                AUDIO_SWITCH_NAME,
+                names::AUDIO_TAIL,
+                names::AUDIO_SLATE_TAIL,
+            ));
         }
-        for (essence, switch_name, tail_name) in switches {
+        for (essence, switch_name, tail_name, slate_name) in switches {
+            let slate = pipeline
+                .by_name(slate_name)
+                .ok_or(BuildError::MissingElement(slate_name))?;
+            for e in walk_upstream(&slate) {
+                e.set_locked_state(true);
+                slates.push(e);
+            }
             let switch = pipeline
                 .by_name(switch_name)
                 .ok_or(BuildError::MissingElement(switch_name))?;
@@ -389,8 +415,7 @@ impl Supervisor {
                 .static_pad("src")
                 .and_then(|p| p.peer())
                 .ok_or(BuildError::MissingElement(tail_name))?;
-            switch.set_property("timeout", startup_ns);
-            install_input_probe(&switch, &input, essence, timeout_ns);
+            install_input_probe(&switch, &input, essence);
             watch_switch(&switch, &input, essence);
             essences[essence.index()] = EssenceState {
                 present: true,
@@ -467,6 +492,9 @@ impl Supervisor {
             branches,
             essences,
             switch_timeout: Duration::from_millis(plan.switch_timeout_ms),
+            slates,
+            slates_started: false,
+            attached_at: Instant::now(),
         })
     }
 
@@ -522,6 +550,7 @@ impl Supervisor {
                 branch: i,
                 elements: b.elements.clone(),
                 offsets,
+                unlock: false,
             },
         }
     }
@@ -552,7 +581,9 @@ impl Supervisor {
                             b.status = BranchStatus::Running;
                             b.failures = 0;
                         }
-                        Some(Vec::new())
+                        self.essences[essence.index()].flowed = true;
+                        let all = self.essences.iter().all(|e| !e.present || e.flowed);
+                        Some(if all { self.start_slates() } else { Vec::new() })
                     }
                     _ => None,
                 }
@@ -587,7 +618,6 @@ impl Supervisor {
         let was = st.on_source;
         st.on_source = on_source;
         if on_source {
-            st.ever_on_source = true;
             let lost_at = st.lost_at.take();
             if let Some(i) = branch {
                 self.branches[i].last_error = None;
@@ -676,11 +706,35 @@ impl Supervisor {
         }
     }
 
-    /// Periodic check (call about once a second): a live source that has left the
-    /// slate on air for [`STALL_RESTART`] since it went off air or was last
-    /// restarted, with nothing else in progress, is restarted.
+    /// The job that starts the slates, once.
+    fn start_slates(&mut self) -> Vec<Action> {
+        if self.slates_started {
+            return Vec::new();
+        }
+        self.slates_started = true;
+        vec![Action::Restart {
+            delay: Duration::ZERO,
+            job: RestartJob {
+                branch: SLATES,
+                elements: self.slates.clone(),
+                offsets: Vec::new(),
+                unlock: true,
+            },
+        }]
+    }
+
+    /// Periodic check (call about once a second): the slates start after the
+    /// startup grace ([`STARTUP_SWITCH_TIMEOUT_MS`]) even if a source never
+    /// delivered; a live source that has left the slate on air for
+    /// [`STALL_RESTART`] since it went off air or was last restarted, with nothing
+    /// else in progress, is restarted.
     pub fn poll(&mut self, now: Instant) -> Vec<Action> {
         let mut out = Vec::new();
+        if now.saturating_duration_since(self.attached_at)
+            >= Duration::from_millis(STARTUP_SWITCH_TIMEOUT_MS)
+        {
+            out.extend(self.start_slates());
+        }
         for i in 0..self.branches.len() {
             let b = &self.branches[i];
             if b.kind != BranchKind::Live || b.status != BranchStatus::Running {

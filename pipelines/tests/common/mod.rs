@@ -74,6 +74,8 @@ pub fn make_media(path: &Path, secs: u32, w: u32, h: u32, fps: u32) {
 #[derive(Debug, Clone, Copy)]
 pub struct Seen {
     pub pts: u64,
+    /// Buffer duration, ns (0 when unset).
+    pub dur: u64,
     pub from_source: bool,
 }
 
@@ -86,24 +88,35 @@ pub struct RunLog {
     pub switches: Vec<(Duration, String, bool, u64)>,
     /// Buffers out of the video switch.
     pub video: Vec<Seen>,
+    /// Buffers into the video encoder (after the constant-rate stage).
+    pub video_out: Vec<Seen>,
+    /// Buffers into the audio encoder (after the constant-rate stage).
+    pub audio_out: Vec<Seen>,
     /// Buffers out of the audio switch.
     pub audio: Vec<Seen>,
     /// Restarts run.
     pub restarts: usize,
 }
 
-/// Record every buffer leaving `switch` and whether its source input was active.
-fn record_switch(pipeline: &gst::Pipeline, switch: &str, out: Arc<Mutex<Vec<Seen>>>) {
+/// Record every buffer leaving `at` (default: the switch) and whether the switch's
+/// source input was active.
+fn record_switch(
+    pipeline: &gst::Pipeline,
+    switch: &str,
+    at: Option<&str>,
+    out: Arc<Mutex<Vec<Seen>>>,
+) {
     let Some(sw) = pipeline.by_name(switch) else {
         return;
     };
+    let at = at.and_then(|n| pipeline.by_name(n)).unwrap_or_else(|| sw.clone());
     let primary = sw
         .sink_pads()
         .into_iter()
         .find(|p| p.property::<u32>("priority") == 0)
         .unwrap();
     let sw2 = sw.clone();
-    sw.static_pad("src").unwrap().add_probe(
+    at.static_pad("src").unwrap().add_probe(
         gst::PadProbeType::BUFFER,
         move |pad, info| {
             if let Some(gst::PadProbeData::Buffer(buf)) = &info.data {
@@ -116,6 +129,7 @@ fn record_switch(pipeline: &gst::Pipeline, switch: &str, out: Arc<Mutex<Vec<Seen
                 let active = sw2.property::<Option<gst::Pad>>("active-pad");
                 out.lock().unwrap().push(Seen {
                     pts: rt,
+                    dur: buf.duration().map(|d| d.nseconds()).unwrap_or(0),
                     from_source: active.as_ref() == Some(&primary),
                 });
             }
@@ -139,15 +153,19 @@ pub fn run_supervised(
     let mut sup = Supervisor::attach(&plan, &pipeline).expect("supervisor attaches");
     let video = Arc::new(Mutex::new(Vec::new()));
     let audio = Arc::new(Mutex::new(Vec::new()));
-    record_switch(&pipeline, "vswitch", video.clone());
-    record_switch(&pipeline, "aswitch", audio.clone());
+    let video_out = Arc::new(Mutex::new(Vec::new()));
+    record_switch(&pipeline, "vswitch", None, video.clone());
+    record_switch(&pipeline, "vswitch", Some("vswitch_rate"), video_out.clone());
+    record_switch(&pipeline, "aswitch", None, audio.clone());
+    let audio_out = Arc::new(Mutex::new(Vec::new()));
+    record_switch(&pipeline, "aswitch", Some("aswitch_rate"), audio_out.clone());
     let bus = pipeline.bus().unwrap();
     pipeline.set_state(gst::State::Playing).expect("PLAYING");
     let t0 = Instant::now();
     let mut log = RunLog::default();
     let mut pending: Vec<(Instant, braid_pipelines::RestartJob)> = Vec::new();
     let mut last_poll = Instant::now();
-    let mut handle = |actions: Vec<Action>,
+    let handle = |actions: Vec<Action>,
                       log: &mut RunLog,
                       pending: &mut Vec<(Instant, braid_pipelines::RestartJob)>| {
         for a in actions {
@@ -211,6 +229,8 @@ pub fn run_supervised(
     }
     pipeline.set_state(gst::State::Null).unwrap();
     log.video = video.lock().unwrap().clone();
+    log.video_out = video_out.lock().unwrap().clone();
+    log.audio_out = audio_out.lock().unwrap().clone();
     log.audio = audio.lock().unwrap().clone();
     log
 }
