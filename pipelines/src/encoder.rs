@@ -16,6 +16,9 @@
 //!   `extra-controls` on an open device applies the controls at once (VIDIOC_S_EXT_CTRLS);
 //!   unchanged controls are no-ops in the kernel's control framework.
 
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
 use braid_protocol::stream::Codec;
 use gst::prelude::*;
 
@@ -139,6 +142,9 @@ pub fn encoder_words(s: &EncoderSettings) -> Vec<String> {
             w.push("speed-preset=superfast".into());
             w.push(format!("bitrate={}", s.bitrate_kbps));
             w.push(format!("key-int-max={}", s.keyint_max));
+            // A fixed GOP (no extra key frames at scene cuts): predictable bitrate for
+            // the bonded links, a receiver joins within one key-frame interval.
+            w.push("option-string=scenecut=0".into());
         }
         EncoderFamily::Mpp => {
             w.push("rc-mode=cbr".into());
@@ -174,12 +180,69 @@ pub fn encoder_words(s: &EncoderSettings) -> Vec<String> {
     w
 }
 
+/// Bitrate changes of `x265enc` waiting for the next GOP boundary, by encoder.
+///
+/// gst-plugins-bad's x265enc (1.22) has no live reconfiguration: a new `bitrate`
+/// makes it close and re-open x265 at the next frame, which starts with an IDR. So
+/// the change is held back to the frame that starts the next GOP anyway (GOPs are
+/// fixed: `scenecut=0`), where the re-open costs no extra key frame: the new rate
+/// applies within one GOP, as with the other encoders.
+type Pending = Arc<AtomicU32>;
+
+fn x265_pending() -> &'static Mutex<Vec<(gst::glib::WeakRef<gst::Element>, Pending)>> {
+    static PENDING: OnceLock<Mutex<Vec<(gst::glib::WeakRef<gst::Element>, Pending)>>> =
+        OnceLock::new();
+    PENDING.get_or_init(Mutex::default)
+}
+
+fn pending_of(enc: &gst::Element) -> Option<Pending> {
+    let list = x265_pending().lock().expect("x265 gate registry poisoned");
+    list.iter()
+        .find(|(w, _)| w.upgrade().as_ref() == Some(enc))
+        .map(|(_, p)| p.clone())
+}
+
+/// Prepare the encoder of a freshly built pipeline: for `x265enc`, the GOP-boundary
+/// gate for bitrate changes (a probe counting input frames). `keyint` is the
+/// plan's key-frame interval, frames.
+pub(crate) fn prepare(pipeline: &gst::Pipeline, keyint: u32) {
+    let Some(enc) = pipeline.by_name(ENCODER_NAME) else {
+        return;
+    };
+    if enc.factory().map(|f| f.name() == "x265enc") != Some(true) {
+        return;
+    }
+    let pending: Pending = Arc::new(AtomicU32::new(0));
+    {
+        let mut list = x265_pending().lock().expect("x265 gate registry poisoned");
+        list.retain(|(w, _)| w.upgrade().is_some());
+        list.push((enc.downgrade(), pending.clone()));
+    }
+    let keyint = u64::from(keyint.max(1));
+    let frames = std::sync::atomic::AtomicU64::new(0);
+    let enc_weak = enc.downgrade();
+    if let Some(sink) = enc.static_pad("sink") {
+        sink.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            if frames.fetch_add(1, Ordering::SeqCst).is_multiple_of(keyint) {
+                let kbps = pending.swap(0, Ordering::SeqCst);
+                if kbps != 0 {
+                    if let Some(enc) = enc_weak.upgrade() {
+                        enc.set_property("bitrate", kbps);
+                    }
+                }
+            }
+            gst::PadProbeReturn::Ok
+        });
+    }
+}
+
 /// Set the live encoder bitrate of a built pipeline, kbit/s, whatever the encoder:
 /// x264enc/x265enc `bitrate` (kbit/s), mpph26xenc `bps` (bit/s), v4l2h26xenc
 /// `extra-controls` `video_bitrate` (bit/s). Cheap and glitch-free: nothing is
-/// touched when the value is unchanged, and no encoder restarts or forces a key
-/// frame on a change. Errors: [`BuildError::MissingElement`] without an
-/// [`ENCODER_NAME`] element or with an encoder of unknown kind.
+/// touched when the value is unchanged, and no change forces a key frame: x264,
+/// MPP and V4L2 apply it at the next frame; x265enc (which re-opens its encoder on
+/// a change) at the start of the next GOP. Errors: [`BuildError::MissingElement`]
+/// without an [`ENCODER_NAME`] element or with an encoder of unknown kind.
 pub fn set_encoder_bitrate(pipeline: &gst::Pipeline, kbps: u32) -> Result<(), BuildError> {
     let enc = pipeline
         .by_name(ENCODER_NAME)
@@ -189,11 +252,22 @@ pub fn set_encoder_bitrate(pipeline: &gst::Pipeline, kbps: u32) -> Result<(), Bu
         .map(|f| f.name().to_string())
         .unwrap_or_default();
     match factory.as_str() {
-        "x264enc" | "x265enc" => {
+        "x264enc" => {
             if enc.property::<u32>("bitrate") != kbps {
                 enc.set_property("bitrate", kbps);
             }
         }
+        "x265enc" => match pending_of(&enc) {
+            Some(pending) => {
+                let current = enc.property::<u32>("bitrate");
+                pending.store(if current == kbps { 0 } else { kbps }, Ordering::SeqCst);
+            }
+            None => {
+                if enc.property::<u32>("bitrate") != kbps {
+                    enc.set_property("bitrate", kbps);
+                }
+            }
+        },
         "mpph264enc" | "mpph265enc" => {
             let bps = kbps.saturating_mul(1000);
             if enc.property::<u32>("bps") != bps {
@@ -221,7 +295,11 @@ pub fn encoder_bitrate(pipeline: &gst::Pipeline) -> Option<u32> {
     let enc = pipeline.by_name(ENCODER_NAME)?;
     let factory = enc.factory()?.name().to_string();
     match factory.as_str() {
-        "x264enc" | "x265enc" => Some(enc.property::<u32>("bitrate")),
+        "x264enc" => Some(enc.property::<u32>("bitrate")),
+        "x265enc" => match pending_of(&enc).map(|p| p.load(Ordering::SeqCst)) {
+            Some(kbps) if kbps != 0 => Some(kbps),
+            _ => Some(enc.property::<u32>("bitrate")),
+        },
         "mpph264enc" | "mpph265enc" => Some(enc.property::<u32>("bps") / 1000),
         "v4l2h264enc" | "v4l2h265enc" => enc
             .property::<Option<gst::Structure>>("extra-controls")

@@ -998,6 +998,7 @@ impl StreamPlan {
         if let Some(vswitch) = pipeline.by_name(VIDEO_SWITCH_NAME) {
             monotonic_guard(&vswitch);
         }
+        crate::encoder::prepare(&pipeline, self.keyint_max);
         Ok(pipeline)
     }
 }

@@ -246,11 +246,6 @@ fn walk_upstream(tail: &gst::Element) -> Vec<gst::Element> {
     out
 }
 
-/// Ns of a duration, saturating.
-fn ns(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
-
 /// State of the probe on a switch's source input.
 struct InputProbe {
     segment: gst::FormattedSegment<gst::ClockTime>,
