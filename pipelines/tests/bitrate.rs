@@ -108,7 +108,7 @@ fn bitrate_change_within_one_gop(codec: &str) {
     // The GOP right after each change is at the new rate (the content of a moving
     // test pattern at 640x360 needs about 900 kbit/s, so HIGH is what it gets).
     assert!(d <= f64::from(LOW) * 1.4, "{codec}: {d:.0} kbit/s after the drop to {LOW}");
-    assert!(b >= f64::from(HIGH) * 0.6 && b <= f64::from(HIGH) * 1.4, "{codec}: {b:.0} kbit/s at {HIGH}");
+    assert!(b >= f64::from(HIGH) * 0.6 && b <= f64::from(HIGH) * 1.6, "{codec}: {b:.0} kbit/s at {HIGH}");
     // Upwards x265 overshoots by up to half in the GOP after its re-open (ABR
     // without VBV history); the drop, which is what protects the links, is tight.
     assert!(r >= 2.5 * d && r <= f64::from(HIGH) * 1.6, "{codec}: {r:.0} kbit/s after the raise to {HIGH}");
