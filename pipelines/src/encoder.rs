@@ -127,6 +127,19 @@ fn v4l2_controls(s: &EncoderSettings, bitrate_kbps: u32) -> String {
     c
 }
 
+/// `option-string` of x264enc/x265enc at `kbps`: a fixed GOP (`scenecut=0`) and,
+/// for x265 (whose element has no VBV properties), a half-second VBV at the target
+/// rate so a GOP stays near it; x264enc keeps its own `vbv-buf-capacity`.
+fn x26x_options(codec: Codec, kbps: u32) -> String {
+    match codec {
+        Codec::H264 => "scenecut=0".into(),
+        Codec::H265 => format!(
+            "scenecut=0:vbv-maxrate={kbps}:vbv-bufsize={}",
+            (kbps / 2).max(1)
+        ),
+    }
+}
+
 /// Launch words from the encoder to its parser, e.g.
 /// `x264enc name=venc tune=zerolatency … ! h264parse config-interval=-1`.
 /// The parser repeats SPS/PPS (and VPS) before every key frame so a receiver can
@@ -144,7 +157,10 @@ pub fn encoder_words(s: &EncoderSettings) -> Vec<String> {
             w.push(format!("key-int-max={}", s.keyint_max));
             // A fixed GOP (no extra key frames at scene cuts): predictable bitrate for
             // the bonded links, a receiver joins within one key-frame interval.
-            w.push("option-string=scenecut=0".into());
+            w.push(format!(
+                "option-string={}",
+                x26x_options(s.codec, s.bitrate_kbps)
+            ));
         }
         EncoderFamily::Mpp => {
             w.push("rc-mode=cbr".into());
@@ -227,6 +243,7 @@ pub(crate) fn prepare(pipeline: &gst::Pipeline, keyint: u32) {
                 let kbps = pending.swap(0, Ordering::SeqCst);
                 if kbps != 0 {
                     if let Some(enc) = enc_weak.upgrade() {
+                        enc.set_property("option-string", x26x_options(Codec::H265, kbps));
                         enc.set_property("bitrate", kbps);
                     }
                 }
