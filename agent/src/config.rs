@@ -463,12 +463,17 @@ port = 9090
     fn streams_source_lost_timeout() {
         let c = parse("[control_plane]\nurl = \"wss://h/\"\n").unwrap();
         assert_eq!(c.streams.source_lost_timeout_s, None);
-        let c = parse("[control_plane]\nurl = \"wss://h/\"\n[streams]\nsource_lost_timeout_s = 30\n")
-            .unwrap();
+        let c =
+            parse("[control_plane]\nurl = \"wss://h/\"\n[streams]\nsource_lost_timeout_s = 30\n")
+                .unwrap();
         assert_eq!(c.streams.source_lost_timeout_s, Some(30));
-        let err = parse("[control_plane]\nurl = \"wss://h/\"\n[streams]\nsource_lost_timeout_s = 0\n")
-            .unwrap_err();
-        assert!(err.to_string().contains("streams.source_lost_timeout_s"), "{err}");
+        let err =
+            parse("[control_plane]\nurl = \"wss://h/\"\n[streams]\nsource_lost_timeout_s = 0\n")
+                .unwrap_err();
+        assert!(
+            err.to_string().contains("streams.source_lost_timeout_s"),
+            "{err}"
+        );
         let err = parse("[control_plane]\nurl = \"wss://h/\"\n[streams]\nslate = 1\n").unwrap_err();
         assert!(err.to_string().contains("`streams.slate`"), "{err}");
     }

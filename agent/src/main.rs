@@ -111,10 +111,10 @@ fn print_pipeline(
     config: Option<PathBuf>,
 ) -> anyhow::Result<u8> {
     use anyhow::Context;
-    let text = std::fs::read_to_string(file)
-        .with_context(|| format!("cannot read {}", file.display()))?;
-    let mut value: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not JSON", file.display()))?;
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let mut value: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", file.display()))?;
     if let Some(payload) = value.get_mut("payload") {
         value = payload.take();
     }

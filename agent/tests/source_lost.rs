@@ -82,7 +82,10 @@ async fn ended_file_goes_to_slate_then_source_lost_after_the_timeout() {
             StreamReport::Stats(_) => {}
         }
     };
-    println!("events {events:?}\nended after {:?}: {ended:?}", t0.elapsed());
+    println!(
+        "events {events:?}\nended after {:?}: {ended:?}",
+        t0.elapsed()
+    );
     let video_lost = events
         .iter()
         .find(|(_, e)| e.message.starts_with("Video source lost (clip.mp4)"))
@@ -94,17 +97,26 @@ async fn ended_file_goes_to_slate_then_source_lost_after_the_timeout() {
     assert_eq!(details["essence"], "video");
     assert_eq!(details["reason"], "end of stream");
     assert!(
-        events.iter().any(|(_, e)| e.message.starts_with("Audio source lost (clip.mp4)")),
+        events
+            .iter()
+            .any(|(_, e)| e.message.starts_with("Audio source lost (clip.mp4)")),
         "{events:?}"
     );
     // The stream stayed on air on the slate until the timeout, then ended.
     assert_eq!(ended.reason, EndReason::SourceLost);
     assert!(
-        ended.error.as_deref().unwrap().contains("video source lost for 2 s"),
+        ended
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("video source lost for 2 s"),
         "{ended:?}"
     );
     let on_slate = t0.elapsed() - video_lost.0;
-    assert!(on_slate >= Duration::from_secs(2), "ended {on_slate:?} after the loss");
+    assert!(
+        on_slate >= Duration::from_secs(2),
+        "ended {on_slate:?} after the loss"
+    );
     assert!(ended.total_bytes > 0 || ended.duration_s >= 3, "{ended:?}");
     cancel.cancel();
     tracker.close();
@@ -128,9 +140,16 @@ fn pipeline_print_prints_the_launch_line() {
         .arg(&json)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let line = String::from_utf8(out.stdout).unwrap();
-    assert!(line.starts_with("gst-launch-1.0 -e fallbackswitch name=vswitch"), "{line}");
+    assert!(
+        line.starts_with("gst-launch-1.0 -e fallbackswitch name=vswitch"),
+        "{line}"
+    );
     for want in [
         "x264enc name=venc",
         "avenc_aac name=aenc",

@@ -335,7 +335,10 @@ mod tests {
         let all = |_: &str| true;
         assert_eq!(choose_encoder(Codec::H264, all), Some(EncoderFamily::Mpp));
         let no_mpp = |f: &str| !f.starts_with("mpp");
-        assert_eq!(choose_encoder(Codec::H265, no_mpp), Some(EncoderFamily::V4l2));
+        assert_eq!(
+            choose_encoder(Codec::H265, no_mpp),
+            Some(EncoderFamily::V4l2)
+        );
         let sw = |f: &str| f.starts_with('x');
         assert_eq!(choose_encoder(Codec::H264, sw), Some(EncoderFamily::X26x));
         assert_eq!(choose_encoder(Codec::H264, |_| false), None);

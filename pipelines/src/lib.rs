@@ -46,8 +46,8 @@ pub use plan::{
 };
 pub use quote::quote_value;
 pub use supervisor::{
-    send_eos, Action, Essence, RestartJob, SourceEvent, Supervisor, EOS_MESSAGE,
-    FLOWING_MESSAGE, SLATES, STALL_RESTART, SWITCH_MESSAGE,
+    send_eos, Action, Essence, RestartJob, SourceEvent, Supervisor, EOS_MESSAGE, FLOWING_MESSAGE,
+    SLATES, STALL_RESTART, SWITCH_MESSAGE,
 };
 
 /// Name of the video encoder element in every built pipeline (see

@@ -73,9 +73,7 @@ impl Machine for SystemMachine {
         Ok(MediaInfo {
             has_video: !info.video_streams().is_empty(),
             has_audio: !info.audio_streams().is_empty(),
-            duration: info
-                .duration()
-                .map(|d| Duration::from_nanos(d.nseconds())),
+            duration: info.duration().map(|d| Duration::from_nanos(d.nseconds())),
         })
     }
 }

@@ -637,10 +637,7 @@ impl StreamPlan {
             } => {
                 w.push("v4l2src".into());
                 w.push(format!("name={}", names::VIDEO_SRC));
-                w.push(format!(
-                    "device={}",
-                    quote_value(&device.to_string_lossy())
-                ));
+                w.push(format!("device={}", quote_value(&device.to_string_lossy())));
                 w.push("!".into());
                 w.push(mode.caps());
                 w.push("!".into());
@@ -656,10 +653,7 @@ impl StreamPlan {
             SourcePlan::Media { path, .. } => {
                 w.push("filesrc".into());
                 w.push(format!("name={}", names::VIDEO_SRC));
-                w.push(format!(
-                    "location={}",
-                    quote_value(&path.to_string_lossy())
-                ));
+                w.push(format!("location={}", quote_value(&path.to_string_lossy())));
                 w.push("!".into());
                 w.push("decodebin".into());
                 w.push(format!("name={}", names::MEDIA_DECODE));
@@ -702,7 +696,13 @@ impl StreamPlan {
             "font-desc={}",
             quote_value(&format!("Sans {}", self.font_points()))
         ));
-        for s in ["!", "imagefreeze", "name=vslate_freeze", "is-live=true", "!"] {
+        for s in [
+            "!",
+            "imagefreeze",
+            "name=vslate_freeze",
+            "is-live=true",
+            "!",
+        ] {
             w.push(s.into());
         }
         w.push("capsfilter".into());

@@ -269,6 +269,24 @@ fn install_input_probe(switch: &gst::Element, input: &gst::Pad, essence: Essence
             let Some(switch) = switch_weak.upgrade() else {
                 return gst::PadProbeReturn::Ok;
             };
+            let ret = input_probe(&switch, &state, essence, info);
+            if ret == gst::PadProbeReturn::Handled {
+                drop(info.take_event());
+            }
+            ret
+        },
+    );
+}
+
+/// One call of the switch input probe (see [`install_input_probe`]).
+fn input_probe(
+    switch: &gst::Element,
+    state: &Mutex<InputProbe>,
+    essence: Essence,
+    info: &gst::PadProbeInfo,
+) -> gst::PadProbeReturn {
+    {
+        {
             let mut st = state.lock().expect("probe state poisoned");
             match &info.data {
                 Some(gst::PadProbeData::Buffer(buf)) => {
@@ -284,7 +302,8 @@ fn install_input_probe(switch: &gst::Element, input: &gst::Pad, essence: Essence
                         let s = gst::Structure::builder(FLOWING_MESSAGE)
                             .field("essence", essence.as_str())
                             .build();
-                        let _ = switch.post_message(gst::message::Element::builder(s).src(&switch).build());
+                        let _ = switch
+                            .post_message(gst::message::Element::builder(s).src(switch).build());
                     }
                     gst::PadProbeReturn::Ok
                 }
@@ -306,15 +325,18 @@ fn install_input_probe(switch: &gst::Element, input: &gst::Pad, essence: Essence
                             .field("essence", essence.as_str())
                             .field("end-running-time", end)
                             .build();
-                        let _ = switch.post_message(gst::message::Element::builder(s).src(&switch).build());
-                        gst::PadProbeReturn::Drop
+                        let _ = switch
+                            .post_message(gst::message::Element::builder(s).src(switch).build());
+                        // Taken and handled (not `Drop`): the event is freed here and
+                        // the upstream push reports success.
+                        gst::PadProbeReturn::Handled
                     }
                     _ => gst::PadProbeReturn::Ok,
                 },
                 _ => gst::PadProbeReturn::Ok,
             }
-        },
-    );
+        }
+    }
 }
 
 /// Post [`SWITCH_MESSAGE`] whenever the switch's active input changes.
@@ -557,10 +579,7 @@ impl Supervisor {
         match msg.view() {
             gst::MessageView::Element(e) => {
                 let s = e.structure()?;
-                let essence = s
-                    .get::<&str>("essence")
-                    .ok()
-                    .and_then(Essence::parse)?;
+                let essence = s.get::<&str>("essence").ok().and_then(Essence::parse)?;
                 match s.name().as_str() {
                     SWITCH_MESSAGE => {
                         let on_source = s.get::<bool>("on-source").unwrap_or(false);

@@ -61,7 +61,12 @@ mod tests {
     /// camera without sound (video2 on 1-2), plus the board's own card0.
     fn tree(root: &Path) {
         let devs = root.join("devices/usb1");
-        for d in ["1-1/1-1:1.0", "1-1/1-1:1.2", "1-2/1-2:1.0", "platform/hdmi-sound"] {
+        for d in [
+            "1-1/1-1:1.0",
+            "1-1/1-1:1.2",
+            "1-2/1-2:1.0",
+            "platform/hdmi-sound",
+        ] {
             std::fs::create_dir_all(devs.join(d)).unwrap();
         }
         for (node, target) in [("video0", "1-1/1-1:1.0"), ("video2", "1-2/1-2:1.0")] {

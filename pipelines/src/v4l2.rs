@@ -172,10 +172,7 @@ fn strings(s: &gst::StructureRef, field: &str) -> Vec<String> {
         return vec![v];
     }
     if let Ok(list) = s.get::<gst::List>(field) {
-        return list
-            .iter()
-            .filter_map(|v| v.get::<String>().ok())
-            .collect();
+        return list.iter().filter_map(|v| v.get::<String>().ok()).collect();
     }
     Vec::new()
 }

@@ -37,9 +37,11 @@ fn bitrate_change_within_one_gop(codec: &str) {
     run_supervised(&plan, &out, Duration::from_millis(7800), |p, t| {
         if !installed {
             let f = frames.clone();
-            p.by_name("venc").unwrap().static_pad("src").unwrap().add_probe(
-                gst::PadProbeType::BUFFER,
-                move |pad, info| {
+            p.by_name("venc")
+                .unwrap()
+                .static_pad("src")
+                .unwrap()
+                .add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
                     if let Some(gst::PadProbeData::Buffer(b)) = &info.data {
                         let key = !b.flags().contains(gst::BufferFlags::DELTA_UNIT);
                         let rt = pad
@@ -51,8 +53,7 @@ fn bitrate_change_within_one_gop(codec: &str) {
                         f.lock().unwrap().push((key, b.size(), rt));
                     }
                     gst::PadProbeReturn::Ok
-                },
-            );
+                });
             installed = true;
         }
         // The feedback loop calls every second or so, mostly with the value in
@@ -91,14 +92,23 @@ fn bitrate_change_within_one_gop(codec: &str) {
         );
     }
     let full: Vec<_> = gops.iter().filter(|g| g.1 == fps as usize).collect();
-    assert!(full.len() >= 5, "{codec}: fixed GOPs of {fps} frames: {gops:?}");
+    assert!(
+        full.len() >= 5,
+        "{codec}: fixed GOPs of {fps} frames: {gops:?}"
+    );
     let before_drop = full
         .iter()
         .rev()
         .find(|g| g.0 + 1_000_000_000 <= changes[0].1)
         .expect("a GOP before the drop");
-    let after_drop = full.iter().find(|g| g.0 >= changes[0].1).expect("a GOP after the drop");
-    let after_raise = full.iter().find(|g| g.0 >= changes[1].1).expect("a GOP after the raise");
+    let after_drop = full
+        .iter()
+        .find(|g| g.0 >= changes[0].1)
+        .expect("a GOP after the drop");
+    let after_raise = full
+        .iter()
+        .find(|g| g.0 >= changes[1].1)
+        .expect("a GOP after the raise");
     let (b, d, r) = (kbps(before_drop), kbps(after_drop), kbps(after_raise));
     println!(
         "{codec}: {b:.0} kbit/s at {HIGH}; first GOP after the drop to {LOW} at {} ms: {d:.0}; after the raise to {HIGH} at {} ms: {r:.0}",
@@ -110,13 +120,30 @@ fn bitrate_change_within_one_gop(codec: &str) {
     // x265's rate control is looser over one-second windows than x264's (and
     // overshoots in the GOP after its re-open), so its bounds are wider; the drop,
     // which is what protects the links, is tight for both.
-    let (drop_max, high_max) = if codec == "h264" { (1.4, 1.4) } else { (1.5, 2.0) };
-    assert!(d <= f64::from(LOW) * drop_max, "{codec}: {d:.0} kbit/s after the drop to {LOW}");
-    assert!(b >= f64::from(HIGH) * 0.6 && b <= f64::from(HIGH) * high_max, "{codec}: {b:.0} kbit/s at {HIGH}");
-    assert!(r >= 2.5 * d && r <= f64::from(HIGH) * high_max, "{codec}: {r:.0} kbit/s after the raise to {HIGH}");
+    let (drop_max, high_max) = if codec == "h264" {
+        (1.4, 1.4)
+    } else {
+        (1.5, 2.0)
+    };
+    assert!(
+        d <= f64::from(LOW) * drop_max,
+        "{codec}: {d:.0} kbit/s after the drop to {LOW}"
+    );
+    assert!(
+        b >= f64::from(HIGH) * 0.6 && b <= f64::from(HIGH) * high_max,
+        "{codec}: {b:.0} kbit/s at {HIGH}"
+    );
+    assert!(
+        r >= 2.5 * d && r <= f64::from(HIGH) * high_max,
+        "{codec}: {r:.0} kbit/s after the raise to {HIGH}"
+    );
     // Key frames only at the GOP cadence: the changes and the no-op calls forced none.
     let keys = frames.iter().filter(|f| f.0).count();
-    assert!(keys <= frames.len().div_ceil(fps as usize), "{codec}: {keys} key frames in {} frames", frames.len());
+    assert!(
+        keys <= frames.len().div_ceil(fps as usize),
+        "{codec}: {keys} key frames in {} frames",
+        frames.len()
+    );
 }
 
 #[test]

@@ -34,7 +34,9 @@ fn combo(source: &str, codec: &str, audio: Option<&str>) {
     let id = format!("{source}-{codec}-{}", audio.unwrap_or("none"));
     let src = match source {
         "test" => serde_json::json!({"mode": "test", "resolution": "320x240", "framerate": FPS}),
-        _ => serde_json::json!({"mode": "media", "path": "clip.mp4", "resolution": "320x240", "framerate": FPS}),
+        _ => {
+            serde_json::json!({"mode": "media", "path": "clip.mp4", "resolution": "320x240", "framerate": FPS})
+        }
     };
     let dir = (source == "media").then(|| media_dir().as_path());
     let plan = StreamPlan::from_start(&start(payload(&id, src, codec, audio)), dir)
@@ -68,7 +70,11 @@ fn combo(source: &str, codec: &str, audio: Option<&str>) {
             assert_eq!(streams[1].codec, a, "{id}");
             assert_eq!(streams[1].sample_rate.as_deref(), Some("48000"), "{id}");
             assert!(streams[1].packets > 20, "{id}: {:?}", streams[1]);
-            let atype = if a == "aac" { (0x0f, false) } else { (0x06, true) };
+            let atype = if a == "aac" {
+                (0x0f, false)
+            } else {
+                (0x06, true)
+            };
             assert_eq!(pmt, vec![(vtype, false), atype], "{id}");
         }
     }

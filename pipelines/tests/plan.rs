@@ -234,7 +234,14 @@ struct FakeMachine {
 impl FakeMachine {
     fn software() -> Self {
         FakeMachine {
-            elements: vec!["x264enc", "x265enc", "avenc_aac", "opusenc", "alsasrc", "jpegdec"],
+            elements: vec![
+                "x264enc",
+                "x265enc",
+                "avenc_aac",
+                "opusenc",
+                "alsasrc",
+                "jpegdec",
+            ],
             devices: vec![
                 ("/dev/video0", "ms2109-hdmi-grabber.caps"),
                 ("/dev/video2", "c920-webcam.caps"),
@@ -246,14 +253,20 @@ impl FakeMachine {
 
 fn recorded_caps(file: &str) -> gst::Caps {
     let text = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(file),
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(file),
     )
     .unwrap();
     let mut caps = gst::Caps::new_empty();
-    for line in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
-        caps.get_mut()
-            .unwrap()
-            .append(line.parse::<gst::Caps>().unwrap_or_else(|e| panic!("{line}: {e}")));
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
+        caps.get_mut().unwrap().append(
+            line.parse::<gst::Caps>()
+                .unwrap_or_else(|e| panic!("{line}: {e}")),
+        );
     }
     caps
 }
@@ -263,7 +276,9 @@ impl braid_pipelines::Machine for FakeMachine {
         self.elements.contains(&factory)
     }
     fn exists(&self, path: &std::path::Path) -> bool {
-        self.devices.iter().any(|(d, _)| std::path::Path::new(d) == path)
+        self.devices
+            .iter()
+            .any(|(d, _)| std::path::Path::new(d) == path)
     }
     fn v4l2_modes(
         &self,
@@ -289,7 +304,8 @@ impl braid_pipelines::Machine for FakeMachine {
 
 fn v4l2_payload(device: &str, res: &str, fps: u32) -> serde_json::Value {
     let mut v = base(two_links(15000, 15002));
-    v["source"] = serde_json::json!({"mode": "v4l2", "device": device, "resolution": res, "framerate": fps});
+    v["source"] =
+        serde_json::json!({"mode": "v4l2", "device": device, "resolution": res, "framerate": fps});
     v
 }
 
@@ -301,7 +317,8 @@ fn plan_on(v: serde_json::Value, m: &FakeMachine) -> Result<StreamPlan, PlanErro
 #[test]
 fn recorded_capability_lists_parse() {
     gst::init().unwrap();
-    let grabber = braid_pipelines::v4l2::modes_from_caps(&recorded_caps("ms2109-hdmi-grabber.caps"));
+    let grabber =
+        braid_pipelines::v4l2::modes_from_caps(&recorded_caps("ms2109-hdmi-grabber.caps"));
     assert_eq!(grabber.len(), 11);
     let webcam = braid_pipelines::v4l2::modes_from_caps(&recorded_caps("c920-webcam.caps"));
     assert_eq!(webcam.len(), 10, "the H.264 mode is not a capture choice");
@@ -315,25 +332,85 @@ fn v4l2_negotiation_on_recorded_devices() {
     let m = FakeMachine::software();
     let cases = [
         // (device, request, fps, expected caps after v4l2src, decoder)
-        ("/dev/video0", "1920x1080", 30, "image/jpeg,width=1920,height=1080,framerate=30/1", Some("jpegdec")),
+        (
+            "/dev/video0",
+            "1920x1080",
+            30,
+            "image/jpeg,width=1920,height=1080,framerate=30/1",
+            Some("jpegdec"),
+        ),
         // 25 is listed: exact rate, no rate conversion work.
-        ("/dev/video0", "1920x1080", 25, "image/jpeg,width=1920,height=1080,framerate=25/1", Some("jpegdec")),
+        (
+            "/dev/video0",
+            "1920x1080",
+            25,
+            "image/jpeg,width=1920,height=1080,framerate=25/1",
+            Some("jpegdec"),
+        ),
         // 720p60 only in MJPEG.
-        ("/dev/video0", "1280x720", 60, "image/jpeg,width=1280,height=720,framerate=60/1", Some("jpegdec")),
+        (
+            "/dev/video0",
+            "1280x720",
+            60,
+            "image/jpeg,width=1280,height=720,framerate=60/1",
+            Some("jpegdec"),
+        ),
         // Raw YUYV reaches 640x480@30: no decoder.
-        ("/dev/video0", "640x480", 30, "video/x-raw,format=YUY2,width=640,height=480,framerate=30/1", None),
+        (
+            "/dev/video0",
+            "640x480",
+            30,
+            "video/x-raw,format=YUY2,width=640,height=480,framerate=30/1",
+            None,
+        ),
         // Not offered: 1280x720@30 is (MJPEG); 1024x576 downscales from the smallest larger.
-        ("/dev/video0", "1024x576", 30, "image/jpeg,width=1024,height=768,framerate=30/1", Some("jpegdec")),
+        (
+            "/dev/video0",
+            "1024x576",
+            30,
+            "image/jpeg,width=1024,height=768,framerate=30/1",
+            Some("jpegdec"),
+        ),
         // Webcam: YUYV 1080p only at 5/s, so 1080p30 is MJPEG.
-        ("/dev/video2", "1920x1080", 30, "image/jpeg,width=1920,height=1080,framerate=30/1", Some("jpegdec")),
+        (
+            "/dev/video2",
+            "1920x1080",
+            30,
+            "image/jpeg,width=1920,height=1080,framerate=30/1",
+            Some("jpegdec"),
+        ),
         // ... and 1080p5 is raw.
-        ("/dev/video2", "1920x1080", 5, "video/x-raw,format=YUY2,width=1920,height=1080,framerate=5/1", None),
+        (
+            "/dev/video2",
+            "1920x1080",
+            5,
+            "video/x-raw,format=YUY2,width=1920,height=1080,framerate=5/1",
+            None,
+        ),
         // 720p at 10/s: raw wins at the same size and rate.
-        ("/dev/video2", "1280x720", 10, "video/x-raw,format=YUY2,width=1280,height=720,framerate=10/1", None),
+        (
+            "/dev/video2",
+            "1280x720",
+            10,
+            "video/x-raw,format=YUY2,width=1280,height=720,framerate=10/1",
+            None,
+        ),
         // 640x360@30 raw exists.
-        ("/dev/video2", "640x360", 30, "video/x-raw,format=YUY2,width=640,height=360,framerate=30/1", None),
+        (
+            "/dev/video2",
+            "640x360",
+            30,
+            "video/x-raw,format=YUY2,width=640,height=360,framerate=30/1",
+            None,
+        ),
         // 25/s is not listed at 640x360: the next rate above (30), videorate drops.
-        ("/dev/video2", "640x360", 25, "video/x-raw,format=YUY2,width=640,height=360,framerate=30/1", None),
+        (
+            "/dev/video2",
+            "640x360",
+            25,
+            "video/x-raw,format=YUY2,width=640,height=360,framerate=30/1",
+            None,
+        ),
     ];
     for (dev, res, fps, caps, dec) in cases {
         let plan = plan_on(v4l2_payload(dev, res, fps), &m)
@@ -343,8 +420,14 @@ fn v4l2_negotiation_on_recorded_devices() {
             Some(d) => format!("! {caps} ! {d} ! deinterlace !"),
             None => format!("! {caps} ! deinterlace !"),
         };
-        assert!(desc.contains(&expect), "{dev} {res}@{fps}: want `{expect}` in\n{desc}");
-        assert!(desc.contains(&format!("v4l2src name=vsrc device={dev} !")), "{desc}");
+        assert!(
+            desc.contains(&expect),
+            "{dev} {res}@{fps}: want `{expect}` in\n{desc}"
+        );
+        assert!(
+            desc.contains(&format!("v4l2src name=vsrc device={dev} !")),
+            "{desc}"
+        );
     }
     // A hardware JPEG decoder is preferred when the machine has one.
     let mut m = FakeMachine::software();
@@ -352,7 +435,10 @@ fn v4l2_negotiation_on_recorded_devices() {
     let desc = plan_on(v4l2_payload("/dev/video0", "1920x1080", 30), &m)
         .unwrap()
         .launch_description();
-    assert!(desc.contains("framerate=30/1 ! mppjpegdec ! deinterlace"), "{desc}");
+    assert!(
+        desc.contains("framerate=30/1 ! mppjpegdec ! deinterlace"),
+        "{desc}"
+    );
 }
 
 /// Encoders by availability, each with its documented properties; the raw format
@@ -401,7 +487,10 @@ fn encoders_by_availability_launch_lines() {
         let plan = plan_on(v, &m).unwrap();
         let desc = plan.launch_description();
         for want in wants {
-            assert!(desc.contains(want), "{elements:?}: want `{want}` in\n{desc}");
+            assert!(
+                desc.contains(want),
+                "{elements:?}: want `{want}` in\n{desc}"
+            );
         }
     }
     // No encoder for the codec at all.
@@ -427,24 +516,38 @@ fn v4l2_audio_from_the_sibling_card_or_audio_device() {
     v["audio"] = serde_json::json!({"enabled": true, "codec": "aac"});
     let desc = plan_on(v.clone(), &m).unwrap().launch_description();
     assert!(
-        desc.contains("alsasrc name=asrc device=\"hw:CARD=MS2109,DEV=0\" provide-clock=false ! audioconvert"),
+        desc.contains(
+            "alsasrc name=asrc device=\"hw:CARD=MS2109,DEV=0\" provide-clock=false ! audioconvert"
+        ),
         "{desc}"
     );
     // The webcam has no sibling card: name one, or it is not found.
     let mut v2 = v4l2_payload("/dev/video2", "1280x720", 30);
     v2["audio"] = serde_json::json!({"enabled": true, "codec": "opus"});
     let err = plan_on(v2.clone(), &m).unwrap_err();
-    assert!(matches!(&err, PlanError::NotFound { field, .. } if field == "audio.device"), "{err:?}");
+    assert!(
+        matches!(&err, PlanError::NotFound { field, .. } if field == "audio.device"),
+        "{err:?}"
+    );
     v2["audio"]["device"] = "hw:1,0".into();
     let desc = plan_on(v2.clone(), &m).unwrap().launch_description();
-    assert!(desc.contains("alsasrc name=asrc device=\"hw:1,0\""), "{desc}");
+    assert!(
+        desc.contains("alsasrc name=asrc device=\"hw:1,0\""),
+        "{desc}"
+    );
     v2["audio"]["device"] = "hw:1,0; reboot".into();
     let err = plan_on(v2, &m).unwrap_err();
-    assert!(matches!(&err, PlanError::Invalid { field, .. } if field == "audio.device"), "{err:?}");
+    assert!(
+        matches!(&err, PlanError::Invalid { field, .. } if field == "audio.device"),
+        "{err:?}"
+    );
     // Looping is for media only.
     v["source"]["loop"] = true.into();
     let err = plan_on(v, &m).unwrap_err();
-    assert!(matches!(&err, PlanError::Invalid { field, .. } if field == "source.loop"), "{err:?}");
+    assert!(
+        matches!(&err, PlanError::Invalid { field, .. } if field == "source.loop"),
+        "{err:?}"
+    );
 }
 
 /// A V4L2 + ALSA plan parses with the real elements (v4l2src, jpegdec, alsasrc…):
@@ -467,7 +570,11 @@ fn v4l2_plan_builds_with_real_elements() {
     assert!(!asrc.property::<bool>("provide-clock"));
     for switch in ["vswitch", "aswitch"] {
         let sw = pipeline.by_name(switch).unwrap();
-        let prios: Vec<u32> = sw.sink_pads().iter().map(|p| p.property::<u32>("priority")).collect();
+        let prios: Vec<u32> = sw
+            .sink_pads()
+            .iter()
+            .map(|p| p.property::<u32>("priority"))
+            .collect();
         assert_eq!(prios.len(), 2);
         let primary = sw
             .sink_pads()
@@ -475,7 +582,11 @@ fn v4l2_plan_builds_with_real_elements() {
             .find(|p| p.property::<u32>("priority") == 0)
             .unwrap();
         let feeder = primary.peer().unwrap().parent_element().unwrap();
-        assert!(feeder.name().ends_with("src_q"), "{switch}: {}", feeder.name());
+        assert!(
+            feeder.name().ends_with("src_q"),
+            "{switch}: {}",
+            feeder.name()
+        );
     }
     braid_pipelines::Supervisor::attach(&plan, &pipeline).expect("supervisor attaches");
 }

@@ -18,13 +18,25 @@ const MS: u64 = 1_000_000;
 /// Drop every buffer leaving `element` while `on` is set: a source that stops
 /// delivering without an error (an HDMI grabber whose signal went away).
 fn gate(pipeline: &gst::Pipeline, element: &str, on: Arc<AtomicBool>) {
-    let pad = pipeline.by_name(element).unwrap().static_pad("src").unwrap();
+    let pad = pipeline
+        .by_name(element)
+        .unwrap()
+        .static_pad("src")
+        .unwrap();
     let el = pipeline.by_name(element).unwrap();
     pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
         if std::env::var("GATE_DEBUG").is_ok() {
             if let Some(gst::PadProbeData::Buffer(b)) = &info.data {
-                let rt = el.clock().map(|c| (c.time() - el.base_time().unwrap()).mseconds()).unwrap_or(0);
-                eprintln!("gate {} pts {} rt {}", el.name(), b.pts().unwrap().mseconds(), rt);
+                let rt = el
+                    .clock()
+                    .map(|c| (c.time() - el.base_time().unwrap()).mseconds())
+                    .unwrap_or(0);
+                eprintln!(
+                    "gate {} pts {} rt {}",
+                    el.name(),
+                    b.pts().unwrap().mseconds(),
+                    rt
+                );
             }
         }
         if on.load(Ordering::SeqCst) {
@@ -117,7 +129,9 @@ fn stalled_source_goes_to_slate_within_500ms_and_comes_back_in_sync() {
         let s = first(seen, stall_rt, false).expect("slate buffers");
         let switch_ms = (seen[s].pts - stall_rt) / MS;
         let hole_ms = (seen[s].pts - seen[s - 1].pts) / MS;
-        println!("{name}: slate {switch_ms} ms after the stall (switch input PTS step {hole_ms} ms)");
+        println!(
+            "{name}: slate {switch_ms} ms after the stall (switch input PTS step {hole_ms} ms)"
+        );
         assert!(switch_ms <= 500, "{name}: slate after {switch_ms} ms");
         assert!(seen[s - 1].from_source);
     }
@@ -125,25 +139,47 @@ fn stalled_source_goes_to_slate_within_500ms_and_comes_back_in_sync() {
     // What the encoders get has no hole at all, across both switches: every video
     // frame one frame interval after the last, every audio buffer right after the
     // last (the constant-rate stages fill the switch timeout and the switch back).
-    let steps: Vec<u64> = log.video_out.windows(2).map(|w| w[1].pts - w[0].pts).collect();
+    let steps: Vec<u64> = log
+        .video_out
+        .windows(2)
+        .map(|w| w[1].pts - w[0].pts)
+        .collect();
     let (vmin, vmax) = (*steps.iter().min().unwrap(), *steps.iter().max().unwrap());
-    println!("encoder input video steps {}..{} ms over {} frames", vmin / MS, vmax / MS, log.video_out.len());
-    assert!(vmin + MS >= frame && vmax <= frame + MS, "video steps {vmin}..{vmax} ns");
+    println!(
+        "encoder input video steps {}..{} ms over {} frames",
+        vmin / MS,
+        vmax / MS,
+        log.video_out.len()
+    );
+    assert!(
+        vmin + MS >= frame && vmax <= frame + MS,
+        "video steps {vmin}..{vmax} ns"
+    );
     let worst_audio = log
         .audio_out
         .windows(2)
         .map(|w| (w[1].pts as i64 - (w[0].pts + w[0].dur) as i64).abs())
         .max()
         .unwrap();
-    println!("encoder input audio: largest hole or overlap {} us", worst_audio / 1000);
-    assert!(worst_audio <= MS as i64, "audio hole of {} us", worst_audio / 1000);
+    println!(
+        "encoder input audio: largest hole or overlap {} us",
+        worst_audio / 1000
+    );
+    assert!(
+        worst_audio <= MS as i64,
+        "audio hole of {} us",
+        worst_audio / 1000
+    );
 
     // Back on the source, in sync: both essences resume at the running time they
     // were captured at, within one frame of the moment the source came back and of
     // each other.
     let back = |seen: &[Seen]| {
         let s = first(seen, stall_rt, false).unwrap();
-        s + seen[s..].iter().position(|b| b.from_source).expect("source back")
+        s + seen[s..]
+            .iter()
+            .position(|b| b.from_source)
+            .expect("source back")
     };
     let (v, a) = (back(&log.video), back(&log.audio));
     let (vr, ar) = (log.video[v].pts, log.audio[a].pts);
@@ -153,7 +189,11 @@ fn stalled_source_goes_to_slate_within_500ms_and_comes_back_in_sync() {
         vr / MS,
         ar / MS
     );
-    assert!(vr.abs_diff(ar) < frame, "A/V apart by {} ms", vr.abs_diff(ar) / MS);
+    assert!(
+        vr.abs_diff(ar) < frame,
+        "A/V apart by {} ms",
+        vr.abs_diff(ar) / MS
+    );
     assert!(vr + frame > resume_rt && vr < resume_rt + 2 * frame);
     assert!(ar + frame > resume_rt && ar < resume_rt + 2 * frame);
 
@@ -199,8 +239,14 @@ fn media_file_that_ends_goes_to_slate_and_stays_on_air() {
             .expect("slate after the end");
         let last_src = seen[s - 1].pts;
         let hole_ms = (seen[s].pts - last_src) / MS;
-        println!("{name}: file ends at {} ms, slate {hole_ms} ms later", last_src / MS);
-        assert!(hole_ms <= 500, "{name}: slate {hole_ms} ms after the last frame");
+        println!(
+            "{name}: file ends at {} ms, slate {hole_ms} ms later",
+            last_src / MS
+        );
+        assert!(
+            hole_ms <= 500,
+            "{name}: slate {hole_ms} ms after the last frame"
+        );
         assert!(seen[s..].iter().all(|b| !b.from_source));
         assert!(
             seen.last().unwrap().pts > last_src + 1_000 * MS,
@@ -216,7 +262,10 @@ fn media_file_that_ends_goes_to_slate_and_stays_on_air() {
     let (cc, _) = continuity(&out);
     assert_eq!(cc, 0);
     let pts = video_pts(&out);
-    assert!(pts.last().unwrap() - pts[0] > 3.0, "TS goes on after the file: {pts:?}");
+    assert!(
+        pts.last().unwrap() - pts[0] > 3.0,
+        "TS goes on after the file: {pts:?}"
+    );
 }
 
 #[test]
@@ -250,7 +299,10 @@ fn looping_media_file_never_shows_the_slate() {
         .map(|w| w[1].pts - w[0].pts)
         .max()
         .unwrap();
-    println!("largest switch input PTS step across loops: {} ms", max_step / MS);
+    println!(
+        "largest switch input PTS step across loops: {} ms",
+        max_step / MS
+    );
     assert!(max_step < 2 * frame, "loop seam hole {} ms", max_step / MS);
     // What the encoder gets is one frame after the other across every seam.
     assert!(log

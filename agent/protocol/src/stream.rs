@@ -374,7 +374,10 @@ mod tests {
         );
         let back = serde_json::to_value(&start).unwrap();
         assert_eq!(back["source"]["loop"], serde_json::json!(true));
-        assert_eq!(back["audio"]["device"], serde_json::json!("hw:CARD=MS2109,DEV=0"));
+        assert_eq!(
+            back["audio"]["device"],
+            serde_json::json!("hw:CARD=MS2109,DEV=0")
+        );
         // `loop: false` is the default and is not written.
         let mut start = start;
         start.source.looping = false;

@@ -135,8 +135,7 @@ impl StreamActor {
             return;
         }
         let mut early = Vec::new();
-        if let Err(body) =
-            wait_playing(&pipeline, &mut messages, &mut supervisor, &mut early).await
+        if let Err(body) = wait_playing(&pipeline, &mut messages, &mut supervisor, &mut early).await
         {
             let _ = set_state(&pipeline, gst::State::Null).await;
             let _ = ready.send(Err(body));
@@ -253,7 +252,12 @@ impl StreamActor {
     }
 
     /// Carry out the supervisor's actions: events out, restarts scheduled.
-    async fn act(&mut self, supervisor: &Supervisor, actions: Vec<Action>, restarts: &mut Restarts) {
+    async fn act(
+        &mut self,
+        supervisor: &Supervisor,
+        actions: Vec<Action>,
+        restarts: &mut Restarts,
+    ) {
         for action in actions {
             match action {
                 Action::Report(ev) => {
@@ -284,7 +288,10 @@ impl StreamActor {
         let essence = match ev {
             SourceEvent::Lost { essence, .. } | SourceEvent::Restored { essence, .. } => *essence,
         };
-        let label = supervisor.source_label(essence).unwrap_or("source").to_owned();
+        let label = supervisor
+            .source_label(essence)
+            .unwrap_or("source")
+            .to_owned();
         let (severity, message, details) = match ev {
             SourceEvent::Lost { reason, .. } => {
                 if essence == Essence::Video {

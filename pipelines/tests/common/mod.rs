@@ -109,16 +109,18 @@ fn record_switch(
     let Some(sw) = pipeline.by_name(switch) else {
         return;
     };
-    let at = at.and_then(|n| pipeline.by_name(n)).unwrap_or_else(|| sw.clone());
+    let at = at
+        .and_then(|n| pipeline.by_name(n))
+        .unwrap_or_else(|| sw.clone());
     let primary = sw
         .sink_pads()
         .into_iter()
         .find(|p| p.property::<u32>("priority") == 0)
         .unwrap();
     let sw2 = sw.clone();
-    at.static_pad("src").unwrap().add_probe(
-        gst::PadProbeType::BUFFER,
-        move |pad, info| {
+    at.static_pad("src")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
             if let Some(gst::PadProbeData::Buffer(buf)) = &info.data {
                 let seg = pad.sticky_event::<gst::event::Segment>(0);
                 let rt = seg
@@ -134,8 +136,7 @@ fn record_switch(
                 });
             }
             gst::PadProbeReturn::Ok
-        },
-    );
+        });
 }
 
 /// Build `plan` into a TS file, run it supervised for `dur`, calling `during` with
@@ -155,10 +156,20 @@ pub fn run_supervised(
     let audio = Arc::new(Mutex::new(Vec::new()));
     let video_out = Arc::new(Mutex::new(Vec::new()));
     record_switch(&pipeline, "vswitch", None, video.clone());
-    record_switch(&pipeline, "vswitch", Some("vswitch_rate"), video_out.clone());
+    record_switch(
+        &pipeline,
+        "vswitch",
+        Some("vswitch_rate"),
+        video_out.clone(),
+    );
     record_switch(&pipeline, "aswitch", None, audio.clone());
     let audio_out = Arc::new(Mutex::new(Vec::new()));
-    record_switch(&pipeline, "aswitch", Some("aswitch_rate"), audio_out.clone());
+    record_switch(
+        &pipeline,
+        "aswitch",
+        Some("aswitch_rate"),
+        audio_out.clone(),
+    );
     let bus = pipeline.bus().unwrap();
     pipeline.set_state(gst::State::Playing).expect("PLAYING");
     let t0 = Instant::now();
@@ -166,8 +177,8 @@ pub fn run_supervised(
     let mut pending: Vec<(Instant, braid_pipelines::RestartJob)> = Vec::new();
     let mut last_poll = Instant::now();
     let handle = |actions: Vec<Action>,
-                      log: &mut RunLog,
-                      pending: &mut Vec<(Instant, braid_pipelines::RestartJob)>| {
+                  log: &mut RunLog,
+                  pending: &mut Vec<(Instant, braid_pipelines::RestartJob)>| {
         for a in actions {
             match a {
                 Action::Report(ev) => log.events.push((t0.elapsed(), ev)),
@@ -217,7 +228,10 @@ pub fn run_supervised(
             handle(actions, &mut log, &mut pending);
         }
     }
-    assert!(braid_pipelines::send_eos(&pipeline), "EOS sent after the switches");
+    assert!(
+        braid_pipelines::send_eos(&pipeline),
+        "EOS sent after the switches"
+    );
     let msg = bus
         .timed_pop_filtered(
             gst::ClockTime::from_seconds(20),
@@ -249,11 +263,22 @@ pub struct Probed {
 /// `ffprobe -show_streams -count_packets` of a file, video first.
 pub fn ffprobe(path: &Path) -> Vec<Probed> {
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-count_packets", "-show_streams", "-of", "json"])
+        .args([
+            "-v",
+            "error",
+            "-count_packets",
+            "-show_streams",
+            "-of",
+            "json",
+        ])
         .arg(path)
         .output()
         .expect("ffprobe runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let mut streams: Vec<Probed> = v["streams"]
         .as_array()
