@@ -205,9 +205,11 @@ pub fn encoder_words(s: &EncoderSettings) -> Vec<String> {
 /// applies within one GOP, as with the other encoders.
 type Pending = Arc<AtomicU32>;
 
-fn x265_pending() -> &'static Mutex<Vec<(gst::glib::WeakRef<gst::Element>, Pending)>> {
-    static PENDING: OnceLock<Mutex<Vec<(gst::glib::WeakRef<gst::Element>, Pending)>>> =
-        OnceLock::new();
+/// The registry: each x265enc (weakly) with its pending bitrate.
+type Gates = Mutex<Vec<(gst::glib::WeakRef<gst::Element>, Pending)>>;
+
+fn x265_pending() -> &'static Gates {
+    static PENDING: OnceLock<Gates> = OnceLock::new();
     PENDING.get_or_init(Mutex::default)
 }
 

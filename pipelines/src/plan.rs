@@ -803,6 +803,10 @@ impl StreamPlan {
         w.push(format!("name={VIDEO_SWITCH_NAME}"));
         w.push(format!("timeout={}", ns(self.switch_timeout_ms)));
         w.push("immediate-fallback=false".into());
+        // By hand (gst-launch-1.0 -e), the end of a source ends the stream instead of
+        // putting the slate on air after it; the agent keeps sources' EOS away from
+        // the switches, so this never triggers there.
+        w.push("stop-on-eos=true".into());
         w.push("!".into());
         // One segment in running time out of the switch (each input has its own),
         // then a constant frame rate: the last frame is repeated over the switch
@@ -886,6 +890,7 @@ impl StreamPlan {
             w.push(format!("name={AUDIO_SWITCH_NAME}"));
             w.push(format!("timeout={}", ns(self.switch_timeout_ms)));
             w.push("immediate-fallback=false".into());
+            w.push("stop-on-eos=true".into());
             // As for video: one segment, and silence over holes (a constant sample
             // count), overlaps cut.
             for s in [

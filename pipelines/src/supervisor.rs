@@ -801,16 +801,19 @@ impl Branch {
     }
 }
 
-/// Stop a built pipeline cleanly: end-of-stream goes in right after each switch
-/// (the sources' own EOS is kept from the switches by the supervisor's probes), so
-/// the encoders drain and the mux and sink finish; wait for the pipeline's EOS
-/// message. Returns whether it reached every switch output.
+/// Stop a built pipeline cleanly: the switches stop switching (a source that stops
+/// because of the EOS must not bring the slate, and its stream-start, after it),
+/// and end-of-stream goes in right after each switch (the sources' own EOS is kept
+/// from the switches by the supervisor's probes), so the encoders drain and the mux
+/// and sink finish. The caller waits for the pipeline's EOS message. Returns
+/// whether the EOS reached every switch output.
 pub fn send_eos(pipeline: &gst::Pipeline) -> bool {
     let mut all = true;
     for name in [VIDEO_SWITCH_NAME, AUDIO_SWITCH_NAME] {
         let Some(switch) = pipeline.by_name(name) else {
             continue;
         };
+        switch.set_property("auto-switch", false);
         let sent = switch
             .static_pad("src")
             .and_then(|p| p.peer())
