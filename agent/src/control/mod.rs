@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::credentials::{self, Credentials};
-use crate::device::StatusCollector;
+use crate::device::{DeviceHandle, StatusCollector};
 use crate::streams::{StreamReport, StreamsHandle};
 
 use backoff::Backoff;
@@ -93,6 +93,8 @@ pub struct ControlParams {
     pub reports: mpsc::Receiver<StreamReport>,
     /// Fires on SIGTERM/SIGINT.
     pub cancel: CancellationToken,
+    /// The device side: `device.status` collector and change notifications.
+    pub device: DeviceHandle,
 }
 
 /// How one connection attempt ended.
@@ -121,6 +123,8 @@ struct Control {
     credentials: Option<Credentials>,
     book: Arc<Mutex<StreamBook>>,
     collector: Arc<Mutex<StatusCollector>>,
+    /// Moves when `device.status` should be sent at once (device change).
+    status_changes: tokio::sync::watch::Receiver<u64>,
     events: VecDeque<Event>,
     pending_ended: VecDeque<StreamEnded>,
     unknown_types: HashSet<String>,
@@ -141,7 +145,6 @@ pub async fn run(params: ControlParams) -> Result<(), ControlError> {
             file: credentials::path(&state_dir).display().to_string(),
         });
     }
-    let collector = StatusCollector::new(&params.config.agent.media_dir);
     let mut control = Control {
         endpoint,
         streams: params.streams,
@@ -149,7 +152,8 @@ pub async fn run(params: ControlParams) -> Result<(), ControlError> {
         cancel: params.cancel,
         credentials: creds,
         book: Arc::default(),
-        collector: Arc::new(Mutex::new(collector)),
+        collector: params.device.collector(),
+        status_changes: params.device.changes(),
         events: VecDeque::new(),
         pending_ended: VecDeque::new(),
         unknown_types: HashSet::new(),
