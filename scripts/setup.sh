@@ -10,6 +10,8 @@ APT_PACKAGES=(
   # runtime: sources, x264/x265, mpegtsmux, decoders for verification
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools
+  # ALSA capture (alsasrc) for V4L2 grabbers' sound cards; ffprobe for the pipeline tests
+  gstreamer1.0-alsa ffmpeg
   # interop peer (librist ristsender/ristreceiver) and test tools
   rist-tools iproute2 procps
   # v4l crate (bindgen); D-Bus device tests: private dbus-daemon, dbus-python and

@@ -46,6 +46,10 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let streams = streams::spawn_with(
         StreamsConfig {
             media_dir: Some(config.agent.media_dir.clone()),
+            source_lost_timeout: config
+                .streams
+                .source_lost_timeout_s
+                .map(Duration::from_secs),
         },
         reports_tx.clone(),
         cancel.clone(),

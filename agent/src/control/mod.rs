@@ -36,6 +36,14 @@ use connect::Endpoint;
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Capabilities reported in `auth.login` and `health`.
 pub const CAPABILITIES: &[&str] = &["rist-bonding", "test-source", "v4l2", "media-file"];
+/// Capabilities reported in `auth.login` and `health`: [`CAPABILITIES`] plus the
+/// media capabilities of this machine (encoders by codec, audio codecs, source
+/// fallback; `braid_pipelines::capabilities`, computed once).
+pub fn capabilities() -> Vec<String> {
+    let mut caps: Vec<String> = CAPABILITIES.iter().map(|c| (*c).to_owned()).collect();
+    caps.extend(braid_pipelines::capabilities());
+    caps
+}
 /// Longest the event queue gets (PROTOCOL.md §6).
 pub const EVENT_QUEUE_MAX: usize = 4096;
 
@@ -272,7 +280,7 @@ impl Control {
             protocol_version: braid_protocol::PROTOCOL_VERSION,
             hostname: self.hostname.clone(),
             arch: std::env::consts::ARCH.into(),
-            capabilities: CAPABILITIES.iter().map(|c| (*c).to_owned()).collect(),
+            capabilities: capabilities(),
         }
     }
 

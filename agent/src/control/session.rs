@@ -482,10 +482,7 @@ impl<'a> Session<'a> {
             status,
             agent_version: super::AGENT_VERSION.into(),
             protocol_version: braid_protocol::PROTOCOL_VERSION,
-            capabilities: super::CAPABILITIES
-                .iter()
-                .map(|c| (*c).to_owned())
-                .collect(),
+            capabilities: super::capabilities(),
             uptime_s: self.control.started.elapsed().as_secs(),
             streams_live: u32::try_from(live).unwrap_or(u32::MAX),
             event_backlog: u32::try_from(self.control.events.len()).unwrap_or(u32::MAX),
