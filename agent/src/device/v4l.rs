@@ -250,6 +250,55 @@ impl fmt::Display for CaptureMode {
     }
 }
 
+/// The listing's modes in the form `braid_pipelines::v4l2::choose_mode` takes (one
+/// [`braid_pipelines::v4l2::V4l2Mode`] per pixel format and size, its rates as a
+/// list; `YUYV` → `Yuyv`, `NV12` → `Nv12`, `MJPG` → `Mjpeg`, other FourCCs as raw
+/// formats by GStreamer name where known, e.g. `UYVY`, `I420`, `RGB`). Modes without
+/// an enumerated rate are left out; so are compressed formats other than MJPEG
+/// (H.264 cameras) the negotiation does not handle.
+pub fn pipeline_modes(modes: &[CaptureMode]) -> Vec<braid_pipelines::v4l2::V4l2Mode> {
+    use braid_pipelines::v4l2::{Fps, PixelFormat, Rates, V4l2Mode};
+    let mut out: Vec<V4l2Mode> = Vec::new();
+    for m in modes {
+        let Some(rate) = m.rate else { continue };
+        let format = match m.fourcc.as_str() {
+            "YUYV" => PixelFormat::Yuyv,
+            "NV12" => PixelFormat::Nv12,
+            "MJPG" | "JPEG" => PixelFormat::Mjpeg,
+            "UYVY" | "YV12" | "NV21" | "NV16" | "GREY" => PixelFormat::OtherRaw(m.fourcc.clone()),
+            "YU12" => PixelFormat::OtherRaw("I420".into()),
+            "RGB3" => PixelFormat::OtherRaw("RGB".into()),
+            "BGR3" => PixelFormat::OtherRaw("BGR".into()),
+            _ => continue,
+        };
+        let (Ok(num), Ok(den)) = (i32::try_from(rate.num), i32::try_from(rate.den)) else {
+            continue;
+        };
+        let fps = Fps { num, den };
+        match out
+            .iter_mut()
+            .find(|o| o.format == format && o.width == m.width && o.height == m.height)
+        {
+            Some(V4l2Mode {
+                rates: Rates::List(list),
+                ..
+            }) => {
+                if !list.contains(&fps) {
+                    list.push(fps);
+                }
+            }
+            Some(_) => {}
+            None => out.push(V4l2Mode {
+                format,
+                width: m.width,
+                height: m.height,
+                rates: Rates::List(vec![fps]),
+            }),
+        }
+    }
+    out
+}
+
 /// A capture node as `device.status` shows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CaptureDevice {
