@@ -38,8 +38,9 @@ fi
 
 rm -rf "$OUT"
 mkdir -p "$OUT/state" "$OUT/media"
-# One saved clip, so saved_media probing (GStreamer discoverer) is part of the figure.
-gst-launch-1.0 -q videotestsrc num-buffers=150 ! video/x-raw,format=I420,width=640,height=360 \
+# One saved clip, so saved_media probing (GStreamer discoverer) is part of the figure
+# (BENCH_CLIP=0: an empty media folder).
+[ "${BENCH_CLIP:-1}" = 0 ] || gst-launch-1.0 -q videotestsrc num-buffers=150 ! video/x-raw,format=I420,width=640,height=360 \
   ! x264enc speed-preset=ultrafast ! h264parse ! mp4mux ! filesink location="$OUT/media/clip.mp4" >/dev/null
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
@@ -154,7 +155,7 @@ awk '/^[0-9a-f]+-[0-9a-f]+ / {name = ($6 == "" ? "[anon]" : $6)} /^Rss:/ {rss[na
   | sort -rn | head -n 12 | tee "$OUT/mappings.txt"
 
 if [ "$WRITE" = 1 ]; then
-  row="| $(date -u +%Y-%m-%d) | $PROFILE | ${WINDOW} s | $rss_med | $rss_max | $cpu_pct | $threads |"
+  row="| $(date -u +%Y-%m-%d) | $PROFILE | ${WINDOW} s | $([ "${BENCH_CLIP:-1}" = 0 ] && echo none || echo 1 clip) | $rss_med | $rss_max | $cpu_pct | $threads |"
   python3 - "$row" <<'PYTHON'
 import sys, re
 path = "docs/benchmarks.md"
