@@ -41,6 +41,13 @@ enum Cmd {
         #[arg(long)]
         v4l2_record: Option<PathBuf>,
     },
+    /// Probe one saved media file with GStreamer's discoverer and print
+    /// `{"duration_s":N}` or `{"error":"…"}` (the agent's probe helper).
+    #[command(hide = true)]
+    ProbeMedia {
+        /// The file.
+        file: PathBuf,
+    },
     /// Decode a received MPEG-TS file and check its continuity counters.
     VerifyTs {
         /// The TS file.
@@ -106,6 +113,11 @@ fn run(command: Cmd) -> anyhow::Result<u8> {
                     eprintln!("recorded {}", file.display());
                 }
             }
+            Ok(0)
+        }
+        Cmd::ProbeMedia { file } => {
+            braid_agent::media::init()?;
+            println!("{}", braid_agent::device::media::probe_answer(&file));
             Ok(0)
         }
         Cmd::VerifyTs { file } => {

@@ -518,21 +518,22 @@ impl ModemWatcher {
             }
             // Who owns the name now: owner signals naming this owner are old news
             // (it may have appeared between the subscription and NameHasOwner).
-            let owner = match tokio::time::timeout(CALL_TIMEOUT, dbus.get_name_owner(name.clone()))
-                .await
-            {
-                Ok(Ok(o)) => o.to_string(),
-                // Gone again already: wait for it.
-                Ok(Err(_)) => continue,
-                Err(_) => return SessionEnd::Error("GetNameOwner timed out".into()),
-            };
+            let owner =
+                match tokio::time::timeout(CALL_TIMEOUT, dbus.get_name_owner(name.clone())).await {
+                    Ok(Ok(o)) => o.to_string(),
+                    // Gone again already: wait for it.
+                    Ok(Err(_)) => continue,
+                    Err(_) => return SessionEnd::Error("GetNameOwner timed out".into()),
+                };
             match self.follow(conn, &owner, &mut owners, cancel).await {
                 SessionEnd::ManagerGone => {
                     tracing::warn!("ModemManager left the bus");
                     self.absent("ModemManager stopped".into());
                 }
                 SessionEnd::ManagerReplaced => {
-                    tracing::warn!("ModemManager was replaced by another process; re-reading modems");
+                    tracing::warn!(
+                        "ModemManager was replaced by another process; re-reading modems"
+                    );
                 }
                 end => return end,
             }
