@@ -39,6 +39,8 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         control::AGENT_VERSION
     );
 
+    // Events queued by a previous run are replayed from <state_dir>/events/.
+    let events = crate::events::Events::open(&config.agent.state_dir);
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
     let (reports_tx, reports_rx) = mpsc::channel(REPORTS);
@@ -55,6 +57,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         allow_insecure,
         streams,
         reports: reports_rx,
+        events,
         cancel: cancel.clone(),
     }));
     tracker.close();
