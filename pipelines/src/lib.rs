@@ -14,12 +14,17 @@
 //!   ristbondsink name=bond config=BONDING_CONFIG_TOML
 //! [audiotestsrc ! audioconvert ! audioresample ! avenc_aac|opusenc ! mux.]
 //! ```
+//!
+//! With `thumbnails: true` a `tee` before the encoder feeds `braidthumbnail`
+//! (see the `thumbnail` module).
 
 mod plan;
 mod quote;
+mod thumbnail;
 
 pub use plan::{bonding_toml, AudioCodec, AudioPlan, SourcePlan, StreamPlan};
 pub use quote::quote_value;
+pub use thumbnail::{THUMBNAIL_INTERVAL_MS, THUMBNAIL_NAME, THUMBNAIL_TEE_NAME};
 
 /// Name of the video encoder element in every built pipeline (its `bitrate` is in kbit/s).
 pub const ENCODER_NAME: &str = "venc";

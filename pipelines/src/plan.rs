@@ -369,6 +369,9 @@ impl StreamPlan {
                 }
             }
         }
+        if self.thumbnails {
+            crate::thumbnail::TEE_WORDS.iter().for_each(|s| push(s));
+        }
         let (enc, parse) = match self.codec {
             Codec::H264 => ("x264enc", "h264parse"),
             Codec::H265 => ("x265enc", "h265parse"),
@@ -433,6 +436,9 @@ impl StreamPlan {
                 push(s);
             }
             push(&format!("{MUX_NAME}."));
+        }
+        if self.thumbnails {
+            crate::thumbnail::BRANCH_WORDS.iter().for_each(|s| push(s));
         }
         w
     }

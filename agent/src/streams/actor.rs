@@ -4,12 +4,14 @@ use std::time::{Duration, Instant};
 
 use braid_pipelines::StreamPlan;
 use braid_protocol::error::{ErrorBody, ErrorCode};
+use braid_protocol::event::{Category, Event, Severity};
 use braid_protocol::stream::{EndReason, StreamEnded, StreamStats};
 use futures_util::StreamExt;
 use gst::prelude::*;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use super::signals::{parse_thumbnail, LinkWatch};
 use super::stats::{parse_sink_stats, SinkStats};
 use super::{ActorCmd, StreamReport};
 
@@ -25,6 +27,10 @@ pub(super) struct StreamActor {
     plan: StreamPlan,
     reports: mpsc::Sender<StreamReport>,
     last: SinkStats,
+    links: LinkWatch,
+    /// Reports produced while handling a bus message, sent by the loop (events must
+    /// not be dropped, so they are sent with back-pressure, outside `on_message`).
+    outgoing: Vec<StreamReport>,
 }
 
 /// How the live phase ended.
@@ -66,6 +72,8 @@ impl StreamActor {
             plan,
             reports,
             last: SinkStats::default(),
+            links: LinkWatch::default(),
+            outgoing: Vec::new(),
         }
     }
 
@@ -87,9 +95,6 @@ impl StreamActor {
             }
         };
         tracing::info!(stream_id = %id, pipeline = %self.plan.launch_line(), "starting stream");
-        if self.plan.thumbnails {
-            tracing::warn!(stream_id = %id, "thumbnails were asked for; this version does not send them yet");
-        }
         let bus = pipeline.bus().expect("a pipeline has a bus");
         let mut messages = bus.stream();
 
@@ -127,7 +132,9 @@ impl StreamActor {
                 _ = tick.tick() => self.send_stats(&pipeline, started),
                 msg = messages.next() => match msg {
                     Some(msg) => {
-                        if let Some(end) = self.on_message(&msg) {
+                        let end = self.on_message(&msg);
+                        self.send_outgoing().await;
+                        if let Some(end) = end {
                             break end;
                         }
                     }
@@ -141,7 +148,10 @@ impl StreamActor {
                 self.drain_eos(&pipeline, &mut messages).await;
                 (reason, None, done)
             }
-            Ending::Failed(reason, error) => (reason, Some(error), None),
+            Ending::Failed(reason, error) => {
+                self.raise_failure(reason, &error).await;
+                (reason, Some(error), None)
+            }
         };
         if let Err(e) = set_state(&pipeline, gst::State::Null).await {
             tracing::warn!(stream_id = %id, error = %e, "pipeline did not go to NULL cleanly");
@@ -162,13 +172,58 @@ impl StreamActor {
         }
     }
 
-    /// Handle one bus message while live; `Some` ends the live phase.
+    /// Send what [`StreamActor::on_message`] produced: events with back-pressure
+    /// (never dropped), thumbnails only if the channel has room (a late preview is
+    /// worthless).
+    async fn send_outgoing(&mut self) {
+        for report in std::mem::take(&mut self.outgoing) {
+            match report {
+                StreamReport::Thumbnail(t) => {
+                    if self.reports.try_send(StreamReport::Thumbnail(t)).is_err() {
+                        tracing::debug!(stream_id = %self.plan.stream_id, "thumbnail dropped: control task behind");
+                    }
+                }
+                other => {
+                    let _ = self.reports.send(other).await;
+                }
+            }
+        }
+    }
+
+    /// A `critical` / `pipeline` event for a stream that failed, or a `warning` /
+    /// `stream` event when its source ended (docs/events.md).
+    async fn raise_failure(&mut self, reason: EndReason, error: &str) {
+        let id = &self.plan.stream_id;
+        let mut event = match reason {
+            EndReason::SourceLost => Event::new(
+                Severity::Warning,
+                Category::Stream,
+                format!("Stream {id} source lost: {error}"),
+            ),
+            _ => Event::new(
+                Severity::Critical,
+                Category::Pipeline,
+                format!("Stream {id} failed: {error}"),
+            ),
+        };
+        event.stream_id = Some(id.clone());
+        let _ = self.reports.send(StreamReport::Event(event.into())).await;
+    }
+
+    /// Handle one bus message while live; `Some` ends the live phase. Reports it
+    /// produces are left in `outgoing`.
     fn on_message(&mut self, msg: &gst::Message) -> Option<Ending> {
         match msg.view() {
             gst::MessageView::Element(e) => {
                 if let Some(s) = e.structure() {
                     if let Some(stats) = parse_sink_stats(s) {
+                        let id = &self.plan.stream_id;
+                        let events = self.links.update(id, &stats.links);
+                        self.outgoing
+                            .extend(events.into_iter().map(StreamReport::Event));
                         self.last = stats;
+                    } else if let Some(thumb) = parse_thumbnail(&self.plan.stream_id, s) {
+                        self.outgoing.push(StreamReport::Thumbnail(thumb));
                     }
                 }
                 None
@@ -224,7 +279,7 @@ impl StreamActor {
                     None => return,
                     Some(msg) => match msg.view() {
                         gst::MessageView::Eos(_) | gst::MessageView::Error(_) => return,
-                        _ => { let _ = self.on_message(&msg); }
+                        _ => { let _ = self.on_message(&msg); self.send_outgoing().await; }
                     },
                 },
             }

@@ -10,6 +10,7 @@
 //! `gst::Bus::stream`.
 
 mod actor;
+mod signals;
 mod stats;
 
 use std::collections::HashMap;
