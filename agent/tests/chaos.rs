@@ -198,12 +198,16 @@ fn max_stall(samples: &[(Instant, u64)]) -> Duration {
 /// (unique delivered, re-deliveries).
 fn check_delivery(queued: &[(u64, String, String)], seen: &[Seen]) -> (usize, usize) {
     // Within one connection: no id twice, and ids in queue order.
-    let order: HashMap<&str, u64> = queued.iter().map(|(s, id, _)| (id.as_str(), *s)).collect();
+    let order: HashMap<&str, (u64, &str)> = queued
+        .iter()
+        .map(|(s, id, m)| (id.as_str(), (*s, m.as_str())))
+        .collect();
     let mut per_conn: HashMap<usize, Vec<u64>> = HashMap::new();
     for s in seen {
-        let seq = *order
+        let (seq, message) = *order
             .get(s.id.as_str())
             .unwrap_or_else(|| panic!("an event the agent never queued: {s:?}"));
+        assert_eq!(s.message, message, "same event under the same id");
         per_conn.entry(s.conn).or_default().push(seq);
     }
     for (conn, seqs) in &per_conn {
