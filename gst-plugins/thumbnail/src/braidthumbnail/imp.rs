@@ -445,7 +445,8 @@ impl BaseSinkImpl for BraidThumbnail {
     }
 
     fn render(&self, buffer: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let settings = lock(&self.settings).clone();
+        // Frames that are not kept cost this lock, the running time and a comparison.
+        let interval_ms = lock(&self.settings).interval_ms;
         let running = {
             let segment = self.obj().segment();
             buffer.pts().and_then(|pts| {
@@ -456,9 +457,10 @@ impl BaseSinkImpl for BraidThumbnail {
         };
         let mut st = lock(&self.state);
         st.frames += 1;
-        if !self.keep(&mut st, settings.interval_ms, running) {
+        if !self.keep(&mut st, interval_ms, running) {
             return Ok(gst::FlowSuccess::Ok);
         }
+        let settings = lock(&self.settings).clone();
         let Some(in_info) = st.in_info.clone() else {
             gst::element_imp_error!(
                 self,
