@@ -1,13 +1,14 @@
 //! The thumbnail branch of a sender pipeline (`stream.start` with `thumbnails: true`,
-//! PROTOCOL.md §4 `thumbnail`): the raw video, after scaling and before the encoder,
-//! is split with a `tee`; the side branch goes through a leaky one-buffer queue into
+//! PROTOCOL.md §4 `thumbnail`): the raw video after the source/slate switch (already
+//! scaled to the output size), before the encoder, is split with the plan's
+//! `tee name=vtee`; the side branch goes through a leaky one-buffer queue into
 //! `braidthumbnail` (plugin `gstbraidthumbnail`, docs/elements.md), which keeps one
 //! frame every [`THUMBNAIL_INTERVAL_MS`] and posts it as a 320×180 JPEG
 //! (`braid-thumbnail` element message) that the agent forwards.
 //!
 //! ```text
-//! … ! video/x-raw,format=I420,… ! tee name=thumbtee ! queue ! x264enc name=venc …
-//! thumbtee. ! queue leaky=downstream max-size-buffers=1 max-size-bytes=0 max-size-time=0
+//! fallbackswitch name=vswitch … ! videorate name=vswitch_rate ! tee name=vtee ! queue name=venc_q ! ENCODER …
+//! vtee. ! queue leaky=downstream max-size-buffers=1
 //!   ! braidthumbnail name=thumb interval=10000 width=320 height=180 sync=false async=false
 //! ```
 //!
@@ -17,33 +18,27 @@
 
 /// Name of the `braidthumbnail` element in a pipeline with thumbnails.
 pub const THUMBNAIL_NAME: &str = "thumb";
-/// Name of the `tee` feeding the thumbnail branch.
-pub const THUMBNAIL_TEE_NAME: &str = "thumbtee";
+/// Name of the `tee` feeding the thumbnail branch (the plan's raw-video tee).
+pub const THUMBNAIL_TEE_NAME: &str = "vtee";
 /// Thumbnail cadence, ms (PROTOCOL.md §4: every 10 s per stream).
 pub const THUMBNAIL_INTERVAL_MS: u32 = 10_000;
 
-/// Words inserted after the raw video caps, before `! ENCODER`: the tee and the
-/// main branch's queue.
-pub(crate) const TEE_WORDS: &[&str] = &["!", "tee", "name=thumbtee", "!", "queue"];
-
-/// Words of the side branch, appended after the main chain.
-pub(crate) const BRANCH_WORDS: &[&str] = &[
-    "thumbtee.",
-    "!",
-    "queue",
-    "leaky=downstream",
-    "max-size-buffers=1",
-    "max-size-bytes=0",
-    "max-size-time=0",
-    "!",
-    "braidthumbnail",
-    "name=thumb",
-    "interval=10000",
-    "width=320",
-    "height=180",
-    "sync=false",
-    "async=false",
-];
+/// Words of the side branch after `vtee. ! queue leaky=downstream max-size-buffers=1 !`
+/// (the plan's raw-video branch hook).
+pub(crate) fn branch_words() -> Vec<String> {
+    [
+        "braidthumbnail",
+        "name=thumb",
+        "interval=10000",
+        "width=320",
+        "height=180",
+        "sync=false",
+        "async=false",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect()
+}
 
 #[cfg(test)]
 mod tests {
@@ -51,10 +46,10 @@ mod tests {
 
     #[test]
     fn words_name_the_elements_the_agent_looks_for() {
-        assert!(TEE_WORDS.contains(&format!("name={THUMBNAIL_TEE_NAME}").as_str()));
-        assert_eq!(BRANCH_WORDS[0], format!("{THUMBNAIL_TEE_NAME}."));
-        assert!(BRANCH_WORDS.contains(&format!("name={THUMBNAIL_NAME}").as_str()));
-        assert!(BRANCH_WORDS.contains(&format!("interval={THUMBNAIL_INTERVAL_MS}").as_str()));
-        assert!(BRANCH_WORDS.contains(&"leaky=downstream"));
+        let w = branch_words();
+        assert_eq!(w[0], "braidthumbnail");
+        assert!(w.contains(&format!("name={THUMBNAIL_NAME}")));
+        assert!(w.contains(&format!("interval={THUMBNAIL_INTERVAL_MS}")));
+        assert!(w.contains(&"async=false".to_owned()));
     }
 }

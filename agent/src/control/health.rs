@@ -29,10 +29,7 @@ pub fn compose(book: &StreamBook, events: EventsStatus, uptime_s: u64) -> Health
         status,
         agent_version: super::AGENT_VERSION.into(),
         protocol_version: braid_protocol::PROTOCOL_VERSION,
-        capabilities: super::CAPABILITIES
-            .iter()
-            .map(|c| (*c).to_owned())
-            .collect(),
+        capabilities: super::capabilities(),
         uptime_s,
         streams_live: u32::try_from(book.live_count()).unwrap_or(u32::MAX),
         event_backlog: u32::try_from(events.backlog).unwrap_or(u32::MAX),

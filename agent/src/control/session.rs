@@ -250,6 +250,8 @@ impl<'a> Session<'a> {
             return end;
         }
 
+        // The first status goes out with the first tick: changes until now are in it.
+        self.control.status_changes.borrow_and_update();
         let now = Instant::now();
         let status_every = Duration::from_secs(self.control.config.agent.status_interval_s);
         let mut status_tick = interval_at(now, status_every);
@@ -270,6 +272,7 @@ impl<'a> Session<'a> {
                 Some(env) = self.outbox_rx.recv() => self.send_flow(env).await,
                 _ = self.control.events.notified() => Flow::Continue,
                 _ = status_tick.tick() => { self.spawn_status(); Flow::Continue }
+                Ok(()) = self.control.status_changes.changed() => { self.spawn_status(); Flow::Continue }
                 _ = health_tick.tick() => self.send_health().await,
                 _ = ping_tick.tick() => match self.send_ws(WsMessage::Ping(Default::default())).await {
                     Ok(()) => Flow::Continue,

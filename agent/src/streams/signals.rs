@@ -50,15 +50,19 @@ impl LinkWatch {
     /// | `Degraded` → `Live` | info | `Link {name} recovered` | `up` |
     /// | any → `Degraded` | warning | `Link {name} degraded (loss {x} %)` | `degraded` |
     ///
-    /// `Probing` (no receiver report yet) is not an event, and neither is the first
-    /// `Live`. `{name}` is the link's interface, or `{id} ({uri})` without one.
+    /// `Probing` (no receiver report yet, or probing again after `Down`) is not an
+    /// event, and neither is the first `Live`. `{name}` is the link's interface, or `{id} ({uri})` without one.
     pub(crate) fn update(&mut self, stream_id: &str, links: &[LinkStats]) -> Vec<Raise> {
         let mut out = Vec::new();
         for link in links {
-            let prev = self
-                .states
-                .insert(link.id, link.state)
-                .unwrap_or(LinkState::Probing);
+            let prev = self.states.get(&link.id).copied();
+            if link.state == LinkState::Probing && prev.is_some() {
+                // Re-probing after Down is not a state of its own: the next Live
+                // (or Down) is compared with what was last reported.
+                continue;
+            }
+            self.states.insert(link.id, link.state);
+            let prev = prev.unwrap_or(LinkState::Probing);
             if prev == link.state {
                 continue;
             }
@@ -152,6 +156,12 @@ mod tests {
         );
         let r = w.update("s", &[link(0, Live), link(1, Live)]);
         assert_eq!(msgs(&r), ["Link 1 (rist://127.0.0.1:15002) recovered"]);
+        // Down, re-probing, Live: one down, one up.
+        let r = w.update("s", &[link(0, Down), link(1, Live)]);
+        assert_eq!(msgs(&r), ["Link wwan0 down"]);
+        assert!(w.update("s", &[link(0, Probing), link(1, Live)]).is_empty());
+        let r = w.update("s", &[link(0, Live), link(1, Live)]);
+        assert_eq!(msgs(&r), ["Link wwan0 up"]);
         // A removed link is forgotten; re-added it starts from Probing again.
         assert!(w.update("s", &[link(0, Live)]).is_empty());
         assert!(w.update("s", &[link(0, Live), link(1, Live)]).is_empty());
