@@ -30,9 +30,9 @@ mod encoder;
 mod machine;
 mod plan;
 mod quote;
-mod thumbnail;
 mod supervisor;
 pub mod sysfs;
+mod thumbnail;
 pub mod v4l2;
 
 use std::sync::OnceLock;
@@ -48,11 +48,11 @@ pub use plan::{
     STARTUP_SWITCH_TIMEOUT_MS,
 };
 pub use quote::quote_value;
-pub use thumbnail::{THUMBNAIL_INTERVAL_MS, THUMBNAIL_NAME, THUMBNAIL_TEE_NAME};
 pub use supervisor::{
     send_eos, Action, Essence, RestartJob, SourceEvent, Supervisor, EOS_MESSAGE, FLOWING_MESSAGE,
     SLATES, STALL_RESTART, SWITCH_MESSAGE,
 };
+pub use thumbnail::{THUMBNAIL_INTERVAL_MS, THUMBNAIL_NAME, THUMBNAIL_TEE_NAME};
 
 /// Name of the video encoder element in every built pipeline (see
 /// [`set_encoder_bitrate`] for its bitrate property by kind).
