@@ -40,6 +40,8 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         control::AGENT_VERSION
     );
 
+    // Events queued by a previous run are replayed from <state_dir>/events/.
+    let events = crate::events::Events::open(&config.agent.state_dir);
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
     let (reports_tx, reports_rx) = mpsc::channel(REPORTS);
@@ -57,7 +59,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     );
     let device = device::spawn(
         DeviceOptions::new(&config.agent.media_dir),
-        EventSink::new(reports_tx.clone()),
+        EventSink::new(events.tx()),
         Some(streams.clone()),
         cancel.clone(),
         &tracker,
@@ -67,6 +69,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         allow_insecure,
         streams,
         reports: reports_rx,
+        events,
         cancel: cancel.clone(),
         device,
     }));
