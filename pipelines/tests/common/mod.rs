@@ -374,7 +374,8 @@ pub fn continuity(path: &Path) -> (u64, u64) {
 }
 
 pub fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("braid-pipelines-{}", std::process::id()));
+    // Under target/, so test output never piles up in /tmp.
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("pipelines-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir.join(name)
 }
