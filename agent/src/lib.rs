@@ -8,6 +8,8 @@
 //! - [`device`]: `device.status` collectors.
 //! - [`streams`]: stream actors; [`media`]: GStreamer set-up and TS verification.
 //! - [`agent`]: `braid-agent run`; [`devplane`]: `braid-agent devplane`.
+//! - [`service`], [`notify`]: config checks and systemd notifications for the
+//!   packaged units; [`receive`]: `braid-agent receive` (platform side).
 
 pub mod agent;
 pub mod config;
@@ -16,5 +18,8 @@ pub mod credentials;
 pub mod device;
 pub mod devplane;
 pub mod media;
+pub mod notify;
+pub mod receive;
+pub mod service;
 pub mod streams;
 pub mod tls;
