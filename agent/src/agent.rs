@@ -12,9 +12,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::control::{self, ConnectionState, ControlParams};
+use crate::notify;
 use crate::service::{self, Checked};
 use crate::streams::{self, StreamsConfig};
-use crate::notify;
 
 /// Longest the graceful stop may take before the agent exits anyway.
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(20);

@@ -196,7 +196,9 @@ pub fn agent_fix(key: &str) -> Option<String> {
              cert.pem`)"
         }
         "agent" => "make [agent] a table with state_dir, media_dir, status_interval_s",
-        "agent.state_dir" | "agent.media_dir" => "give a quoted absolute path, e.g. \"/var/lib/braid\"",
+        "agent.state_dir" | "agent.media_dir" => {
+            "give a quoted absolute path, e.g. \"/var/lib/braid\""
+        }
         "agent.status_interval_s" => {
             "give a whole number of seconds, at least 1, e.g. `status_interval_s = 10`"
         }
@@ -233,13 +235,12 @@ impl fmt::Display for At {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file cannot be read (missing, permissions, a directory).
-    #[error("{at}: cannot read: {source}; fix: {fix}")]
+    #[error("{at}: cannot read: {error}; fix: {fix}")]
     Read {
         /// The file.
         at: At,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
+        /// The I/O error (part of the message, not a separate source).
+        error: std::io::Error,
         /// What to do.
         fix: String,
     },
@@ -298,13 +299,12 @@ pub enum ConfigError {
         fix: String,
     },
     /// `credentials.json` exists but cannot be used.
-    #[error("{at}: credentials: {source}; fix: make it readable by the agent's user, or delete it and set an enrollment token to enroll again")]
+    #[error("{at}: credentials: {error}; fix: make it readable by the agent's user, or delete it and set an enrollment token to enroll again")]
     Credentials {
         /// The config file whose `agent.state_dir` holds it.
         at: At,
-        /// The credentials error (names the file).
-        #[source]
-        source: CredentialsError,
+        /// The credentials error (names the file; part of the message).
+        error: CredentialsError,
     },
 }
 
@@ -444,8 +444,8 @@ pub fn read_file(path: &Path, missing_fix: &str) -> Result<String, ConfigError> 
         path: path.to_owned(),
         line: None,
     };
-    let bytes = std::fs::read(path).map_err(|source| {
-        let fix = match source.kind() {
+    let bytes = std::fs::read(path).map_err(|error| {
+        let fix = match error.kind() {
             ErrorKind::NotFound => missing_fix.to_owned(),
             ErrorKind::PermissionDenied => format!(
                 "make it readable by the user the agent runs as (the packaged services run \
@@ -457,7 +457,7 @@ pub fn read_file(path: &Path, missing_fix: &str) -> Result<String, ConfigError> 
         };
         ConfigError::Read {
             at: at.clone(),
-            source,
+            error,
             fix,
         }
     })?;
@@ -533,10 +533,7 @@ fn classify(
                         .join(", ")
                 )
             };
-            let parent = key
-                .strip_suffix(name)
-                .unwrap_or("")
-                .trim_end_matches('.');
+            let parent = key.strip_suffix(name).unwrap_or("").trim_end_matches('.');
             let fix = match closest(name, &known) {
                 Some(best) => format!(
                     "did you mean `{}`? correct the key name or remove the line",
@@ -715,9 +712,9 @@ impl Config {
                       logs in with the credentials it was given"
                     .into(),
             }),
-            Err(source) => Err(ConfigError::Credentials {
+            Err(error) => Err(ConfigError::Credentials {
                 at: self.source.at_key("agent.state_dir"),
-                source,
+                error,
             }),
         }
     }
@@ -823,10 +820,15 @@ port = 9090
         let text = err.to_string();
         assert!(matches!(err, ConfigError::UnknownKey { .. }), "{text}");
         assert!(
-            text.starts_with("config file /etc/braid/agent.conf, line 5: unknown key `control_plane.tls.pin`"),
+            text.starts_with(
+                "config file /etc/braid/agent.conf, line 5: unknown key `control_plane.tls.pin`"
+            ),
             "{text}"
         );
-        assert!(text.contains("expected one of `mode`, `pin_sha256`"), "{text}");
+        assert!(
+            text.contains("expected one of `mode`, `pin_sha256`"),
+            "{text}"
+        );
         assert!(
             text.contains("fix: did you mean `control_plane.tls.pin_sha256`?"),
             "{text}"
@@ -867,7 +869,10 @@ port = 9090
 
         let err = parse("[agent]\nstate_dir = \"/x\"\n").unwrap_err();
         assert!(err.to_string().contains("`control_plane`"), "{err}");
-        assert!(err.to_string().contains("add a `[control_plane]` table"), "{err}");
+        assert!(
+            err.to_string().contains("add a `[control_plane]` table"),
+            "{err}"
+        );
 
         let err = parse(
             "[control_plane]\nurl = \"wss://h/\"\n[agent]\nstate_dir = \"/x\"\nstatus_interval_s = \"10\"\n",
@@ -878,7 +883,10 @@ port = 9090
             err.to_string().contains("`agent.status_interval_s`"),
             "{err}"
         );
-        assert!(err.to_string().contains("fix: give a whole number"), "{err}");
+        assert!(
+            err.to_string().contains("fix: give a whole number"),
+            "{err}"
+        );
 
         let err = parse(
             "[control_plane]\nurl = \"wss://h/\"\n[control_plane.tls]\nmode = \"paranoid\"\n",
@@ -945,7 +953,10 @@ port = 9090
         let err = Config::load(&bad).unwrap_err();
         assert!(matches!(err, ConfigError::NotUtf8 { .. }), "{err}");
         assert_eq!(line(&err), Some(2), "{err}");
-        assert!(err.to_string().contains("fix: save the file as UTF-8"), "{err}");
+        assert!(
+            err.to_string().contains("fix: save the file as UTF-8"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -962,7 +973,9 @@ port = 9090
         let msg = err.to_string();
         assert!(matches!(err, ConfigError::NoIdentity { .. }), "{msg}");
         assert!(
-            msg.starts_with("config file /etc/braid/agent.conf, line 2: no `control_plane.enrollment_token`"),
+            msg.starts_with(
+                "config file /etc/braid/agent.conf, line 2: no `control_plane.enrollment_token`"
+            ),
             "{msg}"
         );
         assert!(msg.contains("credentials.json"), "{msg}");
@@ -1032,14 +1045,18 @@ port = 9090
         // URL and the enrollment token).
         let err = Config::parse(&shipped, &path).unwrap_err();
         assert!(
-            err.to_string().contains("`control_plane.url`: required key is missing"),
+            err.to_string()
+                .contains("`control_plane.url`: required key is missing"),
             "{err}"
         );
         // Every option uncommented.
         let uncommented: String = shipped
             .lines()
             .map(|l| match l.strip_prefix('#') {
-                Some(rest) if rest.starts_with(|c: char| c.is_ascii_lowercase()) && rest.contains(" = ") => {
+                Some(rest)
+                    if rest.starts_with(|c: char| c.is_ascii_lowercase())
+                        && rest.contains(" = ") =>
+                {
                     rest.to_owned()
                 }
                 _ => l.to_owned(),

@@ -89,11 +89,17 @@ fn run(command: Cmd) -> anyhow::Result<u8> {
             runtime()?.block_on(braid_agent::agent::run_with(&config, options))?;
             Ok(0)
         }
-        Cmd::CheckConfig { config } => {
-            let checked = braid_agent::service::check(&config)?;
-            println!("{}", checked.summary(&config));
-            Ok(0)
-        }
+        Cmd::CheckConfig { config } => match braid_agent::service::check(&config) {
+            Ok(checked) => {
+                println!("{}", checked.summary(&config));
+                Ok(0)
+            }
+            Err(e) => {
+                // One line on stderr (no log line as well): a person reads this.
+                eprintln!("braid-agent: error: {e:#}");
+                Ok(1)
+            }
+        },
         Cmd::Receive { config } => {
             runtime()?.block_on(braid_agent::receive::run(&config))?;
             Ok(0)

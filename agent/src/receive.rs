@@ -69,7 +69,8 @@ pub struct Input {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Output {
-    /// MPEG-TS over UDP (`udpsink`), one datagram per 7 × 188-byte packets.
+    /// MPEG-TS over UDP (`tsparse alignment=7 ! udpsink`): 7 × 188-byte TS
+    /// packets per datagram (SMPTE 2022-2 / the usual IPTV framing).
     Udp {
         /// `HOST:PORT` (`[V6]:PORT`); a multicast group is allowed.
         address: String,
@@ -80,7 +81,8 @@ pub enum Output {
         #[serde(default)]
         ttl: Option<u8>,
     },
-    /// SRT (`srtsink uri=…`), e.g. `srt://:9000?mode=listener`.
+    /// SRT (`tsparse alignment=7 ! srtsink uri=…`, 1316-byte messages), e.g.
+    /// `srt://:9000?mode=listener`.
     Srt {
         /// The `srt://` URI with its query options.
         uri: String,
@@ -206,7 +208,7 @@ impl ReceiverConfig {
                 // validate() checked the address.
                 let (host, port) = split_host_port(address).unwrap_or_default();
                 let mut s = format!(
-                    "udpsink name=out host={} port={port} sync=false async=false",
+                    "tsparse alignment=7 ! udpsink name=out host={} port={port} sync=false async=false",
                     quote(&host)
                 );
                 if let Some(iface) = multicast_iface {
@@ -218,7 +220,7 @@ impl ReceiverConfig {
                 s
             }
             Output::Srt { uri } => format!(
-                "srtsink name=out uri={} wait-for-connection=false sync=false async=false",
+                "tsparse alignment=7 ! srtsink name=out uri={} wait-for-connection=false sync=false async=false",
                 quote(uri)
             ),
             Output::File { path } => format!(
@@ -400,7 +402,8 @@ mod tests {
         ReceiverConfig::parse(text, Path::new("/etc/braid/receiver-a.conf"))
     }
 
-    const INPUT: &str = "[input]\nlinks = [\"rist://@0.0.0.0:15000\", \"rist://@127.0.0.1:15002\"]\n";
+    const INPUT: &str =
+        "[input]\nlinks = [\"rist://@0.0.0.0:15000\", \"rist://@127.0.0.1:15002\"]\n";
 
     #[test]
     fn outputs_render_as_launch_descriptions() {
@@ -412,7 +415,7 @@ mod tests {
             c.description(),
             "ristbondsrc name=src links=\"rist://@0.0.0.0:15000,rist://@127.0.0.1:15002\" latency=500 stats-interval=1000 \
              ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=2000000000 \
-             ! udpsink name=out host=\"239.1.1.1\" port=5000 sync=false async=false multicast-iface=\"eth1\" ttl-mc=8"
+             ! tsparse alignment=7 ! udpsink name=out host=\"239.1.1.1\" port=5000 sync=false async=false multicast-iface=\"eth1\" ttl-mc=8"
         );
         let c = parse(&format!(
             "{INPUT}[output]\ntype = \"srt\"\nuri = \"srt://:9000?mode=listener\"\n"
@@ -420,14 +423,14 @@ mod tests {
         .unwrap();
         assert!(c
             .description()
-            .ends_with("srtsink name=out uri=\"srt://:9000?mode=listener\" wait-for-connection=false sync=false async=false"));
+            .ends_with("tsparse alignment=7 ! srtsink name=out uri=\"srt://:9000?mode=listener\" wait-for-connection=false sync=false async=false"));
         let c = parse(&format!(
             "{INPUT}[output]\ntype = \"file\"\npath = \"/var/lib/braid/a \\\"b\\\".ts\"\n"
         ))
         .unwrap();
-        assert!(c
-            .description()
-            .ends_with(r#"filesink name=out location="/var/lib/braid/a \"b\".ts" sync=false async=false"#));
+        assert!(c.description().ends_with(
+            r#"filesink name=out location="/var/lib/braid/a \"b\".ts" sync=false async=false"#
+        ));
         assert_eq!(
             split_host_port("[ff02::1]:5000").unwrap(),
             ("ff02::1".into(), 5000)
@@ -452,7 +455,10 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.at().line, Some(4), "{err}");
         assert!(err.to_string().contains("odd"), "{err}");
-        assert!(err.to_string().contains("fix: list the listen URIs"), "{err}");
+        assert!(
+            err.to_string().contains("fix: list the listen URIs"),
+            "{err}"
+        );
 
         let err = parse(
             "[input]\nlinks = [\"rist://10.0.0.1:15000\"]\n[output]\ntype = \"file\"\npath = \"/x.ts\"\n",
@@ -464,11 +470,15 @@ mod tests {
         assert!(err.to_string().contains("rtmp"), "{err}");
         assert!(err.to_string().contains("fix:"), "{err}");
 
-        let err =
-            parse(&format!("{INPUT}[output]\ntype = \"udp\"\naddress = \"nohost\"\n")).unwrap_err();
+        let err = parse(&format!(
+            "{INPUT}[output]\ntype = \"udp\"\naddress = \"nohost\"\n"
+        ))
+        .unwrap_err();
         assert_eq!(err.at().line, Some(5), "{err}");
-        let err =
-            parse(&format!("{INPUT}[output]\ntype = \"file\"\npath = \"rel.ts\"\n")).unwrap_err();
+        let err = parse(&format!(
+            "{INPUT}[output]\ntype = \"file\"\npath = \"rel.ts\"\n"
+        ))
+        .unwrap_err();
         assert!(err.to_string().contains("not absolute"), "{err}");
         let err = parse("[input]\nlinks = []\n[output]\ntype = \"file\"\npath = \"/x.ts\"\n")
             .unwrap_err();

@@ -195,9 +195,10 @@ impl Control {
                     tracing::warn!(url = %self.endpoint.url(), "control plane: {reason}");
                 }
                 SessionEnd::Refused(reason) => {
-                    self.state.send_replace(ConnectionState::Disconnected(format!(
-                        "login refused: {reason}"
-                    )));
+                    self.state
+                        .send_replace(ConnectionState::Disconnected(format!(
+                            "login refused: {reason}"
+                        )));
                     backoff.saturate();
                     tracing::error!("control plane refused the login: {reason}");
                 }
