@@ -12,6 +12,8 @@ APT_PACKAGES=(
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools
   # interop peer (librist ristsender/ristreceiver) and test tools
   rist-tools iproute2 procps
+  # packaging test (scripts/deb-test.sh): lintian, systemd-analyze, dpkg-shlibdeps, adduser
+  lintian systemd dpkg-dev adduser
 )
 
 missing=()
@@ -34,4 +36,9 @@ if ! command -v cargo >/dev/null 2>&1; then
   fi
 fi
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt >/dev/null 2>&1 || true
+# cargo-deb builds the .deb (make deb, scripts/deb-test.sh); about 50 s once.
+if ! command -v cargo-deb >/dev/null 2>&1; then
+  echo "setup: installing cargo-deb"
+  cargo install cargo-deb --locked --quiet
+fi
 echo "setup: ok ($(pkg-config --modversion gstreamer-1.0 | sed 's/^/GStreamer /'), $(cargo --version))"
