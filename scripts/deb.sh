@@ -50,6 +50,8 @@ for p in "${plugin_packages[@]}"; do build_args+=(-p "$p"); done
 # "upgrade" package with it).
 revision="${DEB_REVISION:-${changelog_version##*-}}"
 deb_args=(-p braid-agent --no-build --variant "$ARCH" --output "$OUT/" --deb-revision "$revision")
+# DEB_FAST=1: lighter compression (test packages that are thrown away).
+[ "${DEB_FAST:-0}" = 1 ] && deb_args+=(--fast)
 
 if [ "$CROSS" = 1 ]; then
   SYSROOT="${BRAID_ARM64_SYSROOT:-/work/sysroot-arm64}"
