@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::control::{self, ConnectionState, ControlParams};
+use crate::device::{self, events::EventSink, DeviceOptions};
 use crate::notify;
 use crate::service::{self, Checked};
 use crate::streams::{self, StreamsConfig};
@@ -74,8 +75,19 @@ pub async fn run_with(config_path: &Path, options: RunOptions) -> anyhow::Result
     let streams = streams::spawn_with(
         StreamsConfig {
             media_dir: Some(config.agent.media_dir.clone()),
+            source_lost_timeout: config
+                .streams
+                .source_lost_timeout_s
+                .map(Duration::from_secs),
         },
-        reports_tx,
+        reports_tx.clone(),
+        cancel.clone(),
+        &tracker,
+    );
+    let device = device::spawn(
+        DeviceOptions::new(&config.agent.media_dir),
+        EventSink::new(reports_tx.clone()),
+        Some(streams.clone()),
         cancel.clone(),
         &tracker,
     );
@@ -85,6 +97,7 @@ pub async fn run_with(config_path: &Path, options: RunOptions) -> anyhow::Result
         streams,
         reports: reports_rx,
         cancel: cancel.clone(),
+        device,
         state: state_tx,
     }));
     tracker.close();

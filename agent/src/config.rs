@@ -25,6 +25,8 @@
 //! [nmos]
 //! enabled = false
 //! port = 8080
+//! [streams]
+//! source_lost_timeout_s = 600  # end a stream whose source stays lost (default: never)
 //! ```
 //!
 //! The generic part ([`read_file`], [`parse_toml`], [`Source`]) is shared with
@@ -63,10 +65,24 @@ pub struct Config {
     /// `[nmos]`: NMOS node API (not served by this version).
     #[serde(default)]
     pub nmos: NmosConfig,
+    /// `[streams]`: behaviour of live streams.
+    #[serde(default)]
+    pub streams: StreamsSection,
     /// Where this config was read from (for errors that point at a line); not
     /// a key of the file.
     #[serde(skip)]
     pub source: Source,
+}
+
+/// `[streams]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamsSection {
+    /// Seconds a stream may stay on the slate (its source lost) before it ends with
+    /// `stream.ended` reason `source_lost` (PROTOCOL.md §4). Absent: never; the slate
+    /// stays on air until the source returns or the stream is stopped. At least 1.
+    #[serde(default)]
+    pub source_lost_timeout_s: Option<u64>,
 }
 
 /// `[control_plane]`.
@@ -205,6 +221,11 @@ pub fn agent_fix(key: &str) -> Option<String> {
         "nmos" => "make [nmos] a table with `enabled` and `port`",
         "nmos.enabled" => "write `enabled = true` or `enabled = false` (no quotes)",
         "nmos.port" => "give a TCP port number 1-65535, e.g. `port = 8080`",
+        "streams" => "make [streams] a table with `source_lost_timeout_s`",
+        "streams.source_lost_timeout_s" => {
+            "give a whole number of seconds, at least 1, or leave the key out (never end \
+             a stream for a lost source)"
+        }
         _ => return None,
     };
     Some(fix.to_owned())
@@ -746,6 +767,12 @@ impl Config {
             parse_pin(&self.control_plane.tls.pin_sha256)
                 .map_err(|e| invalid("control_plane.tls.pin_sha256", e.to_string()))?;
         }
+        if self.streams.source_lost_timeout_s == Some(0) {
+            return Err(invalid(
+                "streams.source_lost_timeout_s",
+                "must be at least 1 (leave it out for never)".into(),
+            ));
+        }
         if self.agent.status_interval_s == 0 {
             return Err(invalid(
                 "agent.status_interval_s",
@@ -1008,6 +1035,25 @@ port = 9090
         std::fs::write(crate::credentials::path(dir.path()), b"{").unwrap();
         let err = c.check_identity().unwrap_err();
         assert!(matches!(err, ConfigError::Credentials { .. }), "{err}");
+    }
+
+    #[test]
+    fn streams_source_lost_timeout() {
+        let c = parse("[control_plane]\nurl = \"wss://h/\"\n").unwrap();
+        assert_eq!(c.streams.source_lost_timeout_s, None);
+        let c =
+            parse("[control_plane]\nurl = \"wss://h/\"\n[streams]\nsource_lost_timeout_s = 30\n")
+                .unwrap();
+        assert_eq!(c.streams.source_lost_timeout_s, Some(30));
+        let err =
+            parse("[control_plane]\nurl = \"wss://h/\"\n[streams]\nsource_lost_timeout_s = 0\n")
+                .unwrap_err();
+        assert!(
+            err.to_string().contains("streams.source_lost_timeout_s"),
+            "{err}"
+        );
+        let err = parse("[control_plane]\nurl = \"wss://h/\"\n[streams]\nslate = 1\n").unwrap_err();
+        assert!(err.to_string().contains("`streams.slate`"), "{err}");
     }
 
     #[test]
