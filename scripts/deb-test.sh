@@ -81,13 +81,10 @@ dpkg-deb -c "$DEB" | awk '{print $6}' | sed 's|^\./|/|' >"$TMP/contents"
 need=(/usr/bin/braid-agent "$CONF" "$UNITDIR/braid-agent.service" "$UNITDIR/braid-receiver@.service"
   /usr/share/doc/braid/changelog.Debian.gz /usr/share/doc/braid/copyright /usr/share/doc/braid/README.md
   /usr/share/man/man1/braid-agent.1.gz /usr/share/doc/braid/examples/receiver.conf)
-for manifest in gst-plugins/*/Cargo.toml; do
-  grep -q '"cdylib"' "$manifest" || continue
-  lib=$(sed -n '/^\[lib\]/,/^\[/s/^name *= *"\(.*\)"/\1/p' "$manifest" | head -n 1)
-  need+=("$PLUGINDIR/lib$lib.so")
-done
+mapfile -t plugins < <(bash scripts/deb.sh --list-plugins)
+for f in "${plugins[@]}"; do need+=("$PLUGINDIR/$f"); done
 for f in "${need[@]}"; do grep -qx "$f" "$TMP/contents" || fail "package lacks $f"; done
-ok "contents: ${#need[@]} required files, plugins in $PLUGINDIR"
+ok "contents: ${#need[@]} required files, plugins ${plugins[*]} in $PLUGINDIR"
 dpkg-deb --ctrl-tarfile "$DEB" | tar -xO ./conffiles | grep -qx "$CONF" || fail "$CONF is not a conffile"
 ok "$CONF is a conffile"
 
@@ -135,6 +132,13 @@ for el in ristbondsink ristbondsrc; do
   [ "$(realpath "$from")" = "$(realpath "$PLUGINDIR/libgstristbond.so")" ] || fail "$el loaded from $from, not $PLUGINDIR"
 done
 ok "gst-inspect-1.0 ristbondsink/ristbondsrc with no GST_PLUGIN_PATH: $PLUGINDIR/libgstristbond.so"
+for f in "${plugins[@]}"; do
+  gst-inspect-1.0 "$PLUGINDIR/$f" >"$TMP/inspect-$f.txt" 2>&1 || { cat "$TMP/inspect-$f.txt"; fail "gst-inspect-1.0 $PLUGINDIR/$f"; }
+done
+if [[ " ${plugins[*]} " == *" libgstfallbackswitch.so "* ]]; then
+  env -u GST_PLUGIN_PATH gst-inspect-1.0 fallbackswitch >/dev/null 2>&1 || fail "fallbackswitch not found without GST_PLUGIN_PATH"
+fi
+ok "every packaged plugin loads: ${plugins[*]}"
 
 # --- units ------------------------------------------------------------------------
 ln -s "$UNITDIR/braid-receiver@.service" "$TMP/braid-receiver@verify.service"

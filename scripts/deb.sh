@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build the Debian package `braid` (packaging/README.md):
 #   scripts/deb.sh [amd64|arm64]     (make deb, make deb ARCH=arm64)
+#   scripts/deb.sh --list-plugins    (the plugin files the package installs)
 # Release-builds braid-agent and every GStreamer plugin crate under gst-plugins/
 # (each crate whose Cargo.toml has a cdylib), checks that the variant's plugin
 # directory is `pkg-config --variable=pluginsdir gstreamer-1.0` of the target, and
@@ -12,6 +13,7 @@ cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 
 ARCH="${1:-${ARCH:-amd64}}"
+[ "$ARCH" = --list-plugins ] && ARCH=amd64
 OUT=target/deb
 die() { echo "deb: $*" >&2; exit 1; }
 
@@ -24,7 +26,11 @@ esac
   || die "native builds are for amd64 hosts; use ARCH=arm64 to cross-build"
 command -v cargo-deb >/dev/null || die "cargo-deb missing: run 'make setup' (cargo install cargo-deb --locked)"
 
-# The plugin crates: gst-plugins/*/Cargo.toml with a cdylib, and the file each builds.
+# The plugins the package installs: every crate of gst-plugins/ whose Cargo.toml
+# has a cdylib (Braid's own), and every GStreamer plugin crate from crates.io in
+# [workspace.dependencies] (`gst-plugin-NAME = { version = …`, e.g. gst-plugins-rs'
+# fallbackswitch, which the agent registers statically but which the printed
+# gst-launch-1.0 lines need installed), each with the file it builds.
 plugin_packages=()
 plugin_files=()
 for manifest in gst-plugins/*/Cargo.toml; do
@@ -35,8 +41,17 @@ for manifest in gst-plugins/*/Cargo.toml; do
   plugin_packages+=("$pkg")
   plugin_files+=("lib$lib.so")
 done
+while read -r name; do
+  [ "$name" = version-helper ] && continue
+  plugin_packages+=("gst-plugin-$name")
+  plugin_files+=("libgst$name.so")
+done < <(sed -n '/^\[workspace.dependencies\]/,/^\[/s/^gst-plugin-\([a-z0-9]*\) *= *{ *version.*/\1/p' Cargo.toml)
 ((${#plugin_packages[@]})) || die "no plugin crate (cdylib) found under gst-plugins/"
 case " ${plugin_files[*]} " in *" libgstristbond.so "*) ;; *) die "libgstristbond.so is not among the plugins: ${plugin_files[*]}" ;; esac
+if [ "${1:-}" = --list-plugins ] || [ "${2:-}" = --list-plugins ]; then
+  printf '%s\n' "${plugin_files[@]}"
+  exit 0
+fi
 
 # Version: Cargo's (workspace) version must head packaging/changelog.
 version=$(sed -n '/^\[workspace.package\]/,/^\[/s/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n 1)
