@@ -22,6 +22,11 @@ lint:
 fmt:
 	cargo fmt --all
 
+# Agent idle footprint (docs/benchmarks.md), about 4 minutes; not part of `make test`.
+.PHONY: bench-idle
+bench-idle: setup
+	bash scripts/bench-idle.sh
+
 # Debian package (packaging/README.md): `make deb` (amd64), `make deb ARCH=arm64`
 # (cross-build; needs the sysroot of scripts/arm64-sysroot.sh).
 .PHONY: deb

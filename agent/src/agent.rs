@@ -66,6 +66,8 @@ pub async fn run_with(config_path: &Path, options: RunOptions) -> anyhow::Result
         control::AGENT_VERSION
     );
 
+    // Events queued by a previous run are replayed from <state_dir>/events/.
+    let events = crate::events::Events::open(&config.agent.state_dir);
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
     let (state_tx, state_rx) = watch::channel(ConnectionState::Starting);
@@ -86,7 +88,7 @@ pub async fn run_with(config_path: &Path, options: RunOptions) -> anyhow::Result
     );
     let device = device::spawn(
         DeviceOptions::new(&config.agent.media_dir),
-        EventSink::new(reports_tx.clone()),
+        EventSink::new(events.tx()),
         Some(streams.clone()),
         cancel.clone(),
         &tracker,
@@ -96,6 +98,7 @@ pub async fn run_with(config_path: &Path, options: RunOptions) -> anyhow::Result
         allow_insecure,
         streams,
         reports: reports_rx,
+        events,
         cancel: cancel.clone(),
         device,
         state: state_tx,

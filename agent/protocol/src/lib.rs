@@ -10,6 +10,7 @@
 //! - [`health`]: `health` (§4).
 //! - [`event`]: `event` with its severity and category enums (§6).
 //! - [`stream`]: `stream.start` / `stream.stop` / `stream.stats` / `stream.ended` (§4, §5).
+//! - [`thumbnail`]: `thumbnail` (§4).
 
 pub mod auth;
 pub mod device;
@@ -19,6 +20,7 @@ pub mod event;
 pub mod health;
 pub mod inbound;
 pub mod stream;
+pub mod thumbnail;
 
 pub use envelope::{Envelope, Message};
 
