@@ -26,3 +26,10 @@ fmt:
 .PHONY: bench-idle
 bench-idle: setup
 	bash scripts/bench-idle.sh
+
+# Debian package (packaging/README.md): `make deb` (amd64), `make deb ARCH=arm64`
+# (cross-build; needs the sysroot of scripts/arm64-sysroot.sh).
+.PHONY: deb
+ARCH ?= amd64
+deb: setup
+	bash scripts/deb.sh $(ARCH)

@@ -14,6 +14,8 @@ APT_PACKAGES=(
   gstreamer1.0-alsa ffmpeg
   # interop peer (librist ristsender/ristreceiver) and test tools
   rist-tools iproute2 procps
+  # packaging test (scripts/deb-test.sh): lintian, systemd-analyze, dpkg-shlibdeps, adduser
+  lintian systemd dpkg-dev adduser
   # v4l crate (bindgen); D-Bus device tests: private dbus-daemon, dbus-python and
   # PyGObject from Debian for the python-dbusmock venv below
   libclang-dev dbus python3-venv python3-dbus python3-gi
@@ -50,4 +52,9 @@ if ! "$DBUSMOCK_VENV/bin/python" -c 'import dbus, gi, dbusmock.templates.modemma
 fi
 
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt >/dev/null 2>&1 || true
+# cargo-deb builds the .deb (make deb, scripts/deb-test.sh); about 50 s once.
+if ! command -v cargo-deb >/dev/null 2>&1; then
+  echo "setup: installing cargo-deb"
+  cargo install cargo-deb --locked --quiet
+fi
 echo "setup: ok ($(pkg-config --modversion gstreamer-1.0 | sed 's/^/GStreamer /'), $(cargo --version))"

@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{Config, ALLOW_INSECURE_ENV};
-use crate::control::{self, ControlParams};
+use crate::control::{self, ConnectionState, ControlParams};
 use crate::device::{self, events::EventSink, DeviceOptions};
+use crate::notify;
+use crate::service::{self, Checked};
 use crate::streams::{self, StreamsConfig};
 
 /// Longest the graceful stop may take before the agent exits anyway.
@@ -21,16 +22,41 @@ pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(20);
 /// Capacity of the stream report channel.
 const REPORTS: usize = 256;
 
+/// Options of `braid-agent run`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunOptions {
+    /// Instead of exiting on an unusable config, wait for it to be fixed
+    /// ([`service::wait_for_config`]; the systemd unit uses this).
+    pub wait_for_config: bool,
+}
+
 /// Run the agent with the config file at `config_path` until SIGTERM/SIGINT.
-/// Errors: config, GStreamer initialisation, or a control-plane setting that can
-/// never work (`ws://` without `BRAID_ALLOW_INSECURE=1`, bad TLS settings, no
-/// identity).
+/// Errors: config (file, line and fix), GStreamer initialisation, or a
+/// control-plane setting that can never work (`ws://` without
+/// `BRAID_ALLOW_INSECURE=1`, bad TLS settings, no identity).
 pub async fn run(config_path: &Path) -> anyhow::Result<()> {
-    let mut config = Config::load(config_path)?;
-    config.apply_env(|k| std::env::var(k).ok());
-    let allow_insecure = std::env::var(ALLOW_INSECURE_ENV).is_ok_and(|v| v == "1");
-    // Refuse unusable endpoints before starting anything.
-    control::connect::Endpoint::new(&config, allow_insecure)?;
+    run_with(config_path, RunOptions::default()).await
+}
+
+/// [`run`] with options. Under systemd (`NOTIFY_SOCKET`) it reports `READY=1`
+/// after the first connect attempt, `STATUS=` lines, `WATCHDOG=1` when the
+/// unit has `WatchdogSec=`, and `STOPPING=1` ([`crate::notify`]).
+pub async fn run_with(config_path: &Path, options: RunOptions) -> anyhow::Result<()> {
+    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let Checked {
+        config,
+        allow_insecure,
+        ..
+    } = if options.wait_for_config {
+        tokio::select! {
+            checked = service::wait_for_config(config_path) => checked,
+            _ = sigterm.recv() => { notify::stopping(); tracing::info!("SIGTERM: stopping"); return Ok(()) }
+            _ = sigint.recv() => { notify::stopping(); tracing::info!("SIGINT: stopping"); return Ok(()) }
+        }
+    } else {
+        service::check(config_path)?
+    };
     crate::media::init()?;
     tracing::info!(
         config = %config_path.display(),
@@ -44,6 +70,9 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let events = crate::events::Events::open(&config.agent.state_dir);
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
+    let (state_tx, state_rx) = watch::channel(ConnectionState::Starting);
+    tracker.spawn(service::report(state_rx, cancel.clone()));
+    notify::spawn_watchdog(&tracker, cancel.clone());
     let (reports_tx, reports_rx) = mpsc::channel(REPORTS);
     let streams = streams::spawn_with(
         StreamsConfig {
@@ -72,16 +101,16 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         events,
         cancel: cancel.clone(),
         device,
+        state: state_tx,
     }));
     tracker.close();
 
-    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let early = tokio::select! {
         _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping"); None }
         _ = sigint.recv() => { tracing::info!("SIGINT: stopping"); None }
         result = &mut control => Some(result),
     };
+    notify::stopping();
     cancel.cancel();
     if tokio::time::timeout(SHUTDOWN_TIMEOUT, tracker.wait())
         .await

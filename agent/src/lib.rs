@@ -9,6 +9,8 @@
 //! - [`streams`]: stream actors; [`media`]: GStreamer set-up and TS verification.
 //! - [`events`]: the persisted, filtered event queue (PROTOCOL.md §6).
 //! - [`agent`]: `braid-agent run`; [`devplane`]: `braid-agent devplane`.
+//! - [`service`], [`notify`]: config checks and systemd notifications for the
+//!   packaged units; [`receive`]: `braid-agent receive` (platform side).
 
 pub mod agent;
 pub mod config;
@@ -18,5 +20,8 @@ pub mod device;
 pub mod devplane;
 pub mod events;
 pub mod media;
+pub mod notify;
+pub mod receive;
+pub mod service;
 pub mod streams;
 pub mod tls;

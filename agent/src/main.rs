@@ -1,5 +1,6 @@
 //! `braid-agent`: the field sender daemon (`run`), the development control plane
-//! (`devplane`) and a received-TS checker (`verify-ts`).
+//! (`devplane`) and a received-TS checker (`verify-ts`); `check-config` validates
+//! the config without connecting, `receive` runs a platform-side receiver.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -24,6 +25,27 @@ enum Cmd {
     Run {
         /// TOML config file.
         #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// When the config cannot be used yet (no URL or enrollment token, a
+        /// typo), report why and re-read it every 2 s instead of exiting (the
+        /// systemd unit uses this).
+        #[arg(long)]
+        wait_for_config: bool,
+    },
+    /// Check the config file without connecting: syntax, keys, values, TLS
+    /// settings, and that the agent can log in (credentials or enrollment
+    /// token). Prints `config OK: …` or the error with file, line and fix.
+    CheckConfig {
+        /// TOML config file.
+        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+    },
+    /// Receive a bonded RIST stream (platform side): `ristbondsrc` into UDP,
+    /// SRT or a file, as described by a receiver config (systemd:
+    /// braid-receiver@NAME.service reads /etc/braid/receiver-NAME.conf).
+    Receive {
+        /// Receiver config file (TOML, see packaging/receiver.conf).
+        #[arg(long)]
         config: PathBuf,
     },
     /// Run a development control plane (WSS, self-signed, pinned) with an
@@ -93,8 +115,27 @@ fn main() -> ExitCode {
 
 fn run(command: Cmd) -> anyhow::Result<u8> {
     match command {
-        Cmd::Run { config } => {
-            runtime()?.block_on(braid_agent::agent::run(&config))?;
+        Cmd::Run {
+            config,
+            wait_for_config,
+        } => {
+            let options = braid_agent::agent::RunOptions { wait_for_config };
+            runtime()?.block_on(braid_agent::agent::run_with(&config, options))?;
+            Ok(0)
+        }
+        Cmd::CheckConfig { config } => match braid_agent::service::check(&config) {
+            Ok(checked) => {
+                println!("{}", checked.summary(&config));
+                Ok(0)
+            }
+            Err(e) => {
+                // One line on stderr (no log line as well): a person reads this.
+                eprintln!("braid-agent: error: {e:#}");
+                Ok(1)
+            }
+        },
+        Cmd::Receive { config } => {
+            runtime()?.block_on(braid_agent::receive::run(&config))?;
             Ok(0)
         }
         Cmd::Devplane(opts) => {

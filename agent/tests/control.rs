@@ -271,7 +271,7 @@ async fn insecure_urls_and_modes_are_refused() {
     assert!(
         agent
             .log()
-            .contains("bad.conf: unknown key `control_plane.url2`"),
+            .contains("bad.conf, line 3: unknown key `control_plane.url2`"),
         "{}",
         agent.log()
     );

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use braid_protocol::auth::AuthLogin;
 use braid_protocol::event::{Category, Event, Severity};
 use braid_protocol::stream::StreamEnded;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -94,6 +94,18 @@ pub enum ControlError {
     Credentials(#[from] credentials::CredentialsError),
 }
 
+/// The control-plane connection as seen by the service manager (issue 6:
+/// `READY=1` once the first connect was tried, `STATUS=` for `systemctl status`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectionState {
+    /// No connect attempt has finished yet.
+    Starting,
+    /// Connected (TLS + WebSocket up) to this URL.
+    Connected(String),
+    /// Not connected; why (connect failure, lost session, refused login).
+    Disconnected(String),
+}
+
 /// Everything the control task needs.
 pub struct ControlParams {
     /// The agent config (after environment overrides).
@@ -111,6 +123,8 @@ pub struct ControlParams {
     pub cancel: CancellationToken,
     /// The device side: `device.status` collector and change notifications.
     pub device: DeviceHandle,
+    /// Where the connection state is published.
+    pub state: watch::Sender<ConnectionState>,
 }
 
 /// How one connection attempt ended.
@@ -136,6 +150,7 @@ struct Control {
     streams: StreamsHandle,
     reports: mpsc::Receiver<StreamReport>,
     cancel: CancellationToken,
+    state: watch::Sender<ConnectionState>,
     credentials: Option<Credentials>,
     book: Arc<Mutex<StreamBook>>,
     collector: Arc<Mutex<StatusCollector>>,
@@ -166,6 +181,7 @@ pub async fn run(params: ControlParams) -> Result<(), ControlError> {
         streams: params.streams,
         reports: params.reports,
         cancel: params.cancel,
+        state: params.state,
         credentials: creds,
         book: Arc::default(),
         collector: params.device.collector(),
@@ -195,6 +211,8 @@ impl Control {
             match self.connect_and_serve().await {
                 SessionEnd::Shutdown => return,
                 SessionEnd::Lost { logged_in, reason } => {
+                    self.state
+                        .send_replace(ConnectionState::Disconnected(reason.clone()));
                     if logged_in {
                         backoff.reset();
                         self.raise(Raise::transition(
@@ -210,6 +228,10 @@ impl Control {
                     tracing::warn!(url = %self.endpoint.url(), "control plane: {reason}");
                 }
                 SessionEnd::Refused(reason) => {
+                    self.state
+                        .send_replace(ConnectionState::Disconnected(format!(
+                            "login refused: {reason}"
+                        )));
                     backoff.saturate();
                     tracing::error!("control plane refused the login: {reason}");
                 }
@@ -238,6 +260,8 @@ impl Control {
             }
         };
         tracing::info!(url = %self.endpoint.url(), "connected to control plane");
+        self.state
+            .send_replace(ConnectionState::Connected(self.endpoint.url().to_owned()));
         session::Session::new(self, ws).run().await
     }
 
