@@ -20,13 +20,54 @@ pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(20);
 /// Capacity of the stream report channel.
 const REPORTS: usize = 256;
 
-/// Run the agent with the config file at `config_path` until SIGTERM/SIGINT.
-/// Errors: config, GStreamer initialisation, or a control-plane setting that can
-/// never work (`ws://` without `BRAID_ALLOW_INSECURE=1`, bad TLS settings, no
-/// identity).
-pub async fn run(config_path: &Path) -> anyhow::Result<()> {
+/// How `braid-agent run` ended (without error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// SIGTERM/SIGINT: exit 0.
+    Stopped,
+    /// Stopped to be restarted into another binary (after `agent.update` with
+    /// `restart_after`, or an update rollback): exit
+    /// [`crate::update::RESTART_EXIT_CODE`] so that systemd starts the binary again.
+    Restart,
+}
+
+/// Load the config file, apply the environment and `<state_dir>/remote-config.toml`
+/// (keys set by `config.set`). Errors: the file or the overrides are invalid.
+pub fn load_config(config_path: &Path) -> anyhow::Result<Config> {
     let mut config = Config::load(config_path)?;
     config.apply_env(|k| std::env::var(k).ok());
+    config.apply_remote()?;
+    Ok(config)
+}
+
+/// `braid-agent preflight`: what a freshly downloaded binary must pass before
+/// `agent.update` installs it: the config loads, GStreamer initialises and our
+/// elements are registered. Prints [`crate::update::PREFLIGHT_OK`] on success.
+pub fn preflight(config_path: &Path) -> anyhow::Result<()> {
+    let config = load_config(config_path)?;
+    let allow_insecure = std::env::var(ALLOW_INSECURE_ENV).is_ok_and(|v| v == "1");
+    control::connect::Endpoint::new(&config, allow_insecure)?;
+    crate::media::init()?;
+    for element in ["ristbondsink", "mpegtsmux"] {
+        anyhow::ensure!(
+            gst::ElementFactory::find(element).is_some(),
+            "GStreamer element {element} is missing"
+        );
+    }
+    println!(
+        "{} version={}",
+        crate::update::PREFLIGHT_OK,
+        control::AGENT_VERSION
+    );
+    Ok(())
+}
+
+/// Run the agent with the config file at `config_path` until SIGTERM/SIGINT or a
+/// restart request. Errors: config, GStreamer initialisation, or a control-plane
+/// setting that can never work (`ws://` without `BRAID_ALLOW_INSECURE=1`, bad TLS
+/// settings, no identity).
+pub async fn run(config_path: &Path) -> anyhow::Result<Exit> {
+    let config = load_config(config_path)?;
     let allow_insecure = std::env::var(ALLOW_INSECURE_ENV).is_ok_and(|v| v == "1");
     // Refuse unusable endpoints before starting anything.
     control::connect::Endpoint::new(&config, allow_insecure)?;
@@ -39,6 +80,11 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         control::AGENT_VERSION
     );
 
+    let update = crate::update::UpdateHandle::startup(&config, config_path, allow_insecure);
+    if update.restart_requested() {
+        tracing::warn!("update rolled back at start: exiting to be restarted");
+        return Ok(Exit::Restart);
+    }
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
     let (reports_tx, reports_rx) = mpsc::channel(REPORTS);
@@ -50,13 +96,17 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         cancel.clone(),
         &tracker,
     );
+    let login_timeout = Duration::from_secs(config.update.login_timeout_s);
     let mut control = tracker.spawn(control::run(ControlParams {
         config,
         allow_insecure,
         streams,
         reports: reports_rx,
         cancel: cancel.clone(),
+        update: update.clone(),
     }));
+    tokio::spawn(update.clone().watch_trial(login_timeout));
+    let restart = update.restart_token();
     tracker.close();
 
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
@@ -64,6 +114,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let early = tokio::select! {
         _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping"); None }
         _ = sigint.recv() => { tracing::info!("SIGINT: stopping"); None }
+        _ = restart.cancelled() => { tracing::info!("restart requested: stopping"); None }
         result = &mut control => Some(result),
     };
     cancel.cancel();
@@ -73,10 +124,15 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     {
         tracing::warn!("graceful stop took longer than {SHUTDOWN_TIMEOUT:?}; exiting");
     }
+    let exit = if update.restart_requested() {
+        Exit::Restart
+    } else {
+        Exit::Stopped
+    };
     match early {
         Some(Ok(Ok(()))) | None => {
-            tracing::info!("stopped");
-            Ok(())
+            tracing::info!(?exit, "stopped");
+            Ok(exit)
         }
         Some(Ok(Err(e))) => Err(e.into()),
         Some(Err(e)) => Err(anyhow::anyhow!("control task failed: {e}")),

@@ -7,6 +7,7 @@
 //! - [`control`]: the control-plane connection (PROTOCOL.md §1–§6).
 //! - [`device`]: `device.status` collectors.
 //! - [`streams`]: stream actors; [`media`]: GStreamer set-up and TS verification.
+//! - [`update`]: `agent.update`: download, verify, swap, rollback.
 //! - [`agent`]: `braid-agent run`; [`devplane`]: `braid-agent devplane`.
 
 pub mod agent;
@@ -18,3 +19,4 @@ pub mod devplane;
 pub mod media;
 pub mod streams;
 pub mod tls;
+pub mod update;

@@ -29,6 +29,21 @@ enum Cmd {
     /// Run a development control plane (WSS, self-signed, pinned) with an
     /// in-process receiver; prints `demo: OK …` or `demo: FAIL …` per stream.
     Devplane(braid_agent::devplane::Options),
+    /// Check that this binary can run with CONFIG (config, GStreamer, elements);
+    /// `agent.update` runs a downloaded binary this way before installing it.
+    Preflight {
+        /// TOML config file.
+        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+    },
+    /// Before the service starts (systemd `ExecStartPre=-<binary>.prev
+    /// update-guard`): count the starts of a freshly installed update and roll it
+    /// back after 3 starts without a login. Exits 0 unless the state is unreadable.
+    UpdateGuard {
+        /// TOML config file (for `agent.state_dir`).
+        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+    },
     /// Decode a received MPEG-TS file and check its continuity counters.
     VerifyTs {
         /// The TS file.
@@ -59,8 +74,18 @@ fn main() -> ExitCode {
 
 fn run(command: Cmd) -> anyhow::Result<u8> {
     match command {
-        Cmd::Run { config } => {
-            runtime()?.block_on(braid_agent::agent::run(&config))?;
+        Cmd::Run { config } => match runtime()?.block_on(braid_agent::agent::run(&config))? {
+            braid_agent::agent::Exit::Stopped => Ok(0),
+            braid_agent::agent::Exit::Restart => Ok(braid_agent::update::RESTART_EXIT_CODE),
+        },
+        Cmd::Preflight { config } => {
+            braid_agent::agent::preflight(&config)?;
+            Ok(0)
+        }
+        Cmd::UpdateGuard { config } => {
+            let config = braid_agent::agent::load_config(&config)?;
+            let outcome = braid_agent::update::guard(&config.agent.state_dir)?;
+            tracing::info!(?outcome, "update-guard");
             Ok(0)
         }
         Cmd::Devplane(opts) => {

@@ -62,6 +62,9 @@ pub struct InboundMessage {
     pub token: Option<String>,
     /// The typed payload.
     pub body: Inbound,
+    /// The payload object as received (for checks the types cannot express, such
+    /// as secrets to be ignored in `config.set`).
+    pub payload: Map<String, Value>,
 }
 
 /// Outcome of [`decode`] for a well-formed frame.
@@ -238,6 +241,7 @@ pub fn decode(text: &str) -> Result<Decoded, DecodeError> {
         msg_type,
         token,
         body,
+        payload,
     }))
 }
 

@@ -11,6 +11,7 @@ pub mod backoff;
 pub mod book;
 pub mod connect;
 pub mod jwt;
+mod requests;
 mod session;
 
 use std::collections::{HashSet, VecDeque};
@@ -85,6 +86,8 @@ pub struct ControlParams {
     pub reports: mpsc::Receiver<StreamReport>,
     /// Fires on SIGTERM/SIGINT.
     pub cancel: CancellationToken,
+    /// Self-update (`agent.update`, commit of an update at login).
+    pub update: crate::update::UpdateHandle,
 }
 
 /// How one connection attempt ended.
@@ -119,6 +122,7 @@ struct Control {
     version_warned: bool,
     started: Instant,
     hostname: String,
+    update: crate::update::UpdateHandle,
 }
 
 /// Run the control task until `cancel` fires. Errors: the endpoint or identity is
@@ -150,6 +154,7 @@ pub async fn run(params: ControlParams) -> Result<(), ControlError> {
         hostname: hostname::get()
             .map(|h| h.to_string_lossy().into_owned())
             .unwrap_or_else(|_| "unknown".into()),
+        update: params.update,
         config: params.config,
     };
     control.run().await;
