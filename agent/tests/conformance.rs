@@ -586,7 +586,7 @@ async fn live_stream_links_scheduler_and_spec_changes() {
         p["config"]["streams"][0]["bonding_config"], hot["bonding_config"],
         "scheduler replaced, not merged"
     );
-    let s = stats_after(&mut conn, s.output.packets_sent).await;
+    stats_after(&mut conn, s.output.packets_sent).await;
 
     // Encoder change: restarted (stream.ended reason replaced), then live again.
     let mut restart = hot.clone();

@@ -90,6 +90,25 @@ async fn file_server(
     (format!("https://{addr}"), task)
 }
 
+/// The agent under test without debug info (`objcopy --strip-debug`, as a release
+/// binary ships): the same program at a fifth of the size; made once per run.
+fn stripped_agent() -> &'static Path {
+    static PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("braid-update-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join("braid-agent");
+        let status = Command::new("objcopy")
+            .arg("--strip-debug")
+            .arg(AGENT)
+            .arg(&out)
+            .status()
+            .expect("objcopy (binutils)");
+        assert!(status.success());
+        out
+    })
+}
+
 /// A temp install: `bin/braid-agent` (a copy of the agent under test), a config
 /// pinned to `plane` with `[update]` pointing at the copy, a state dir.
 struct Install {
@@ -105,7 +124,7 @@ impl Install {
         let bin_dir = dir.path().join("bin");
         std::fs::create_dir_all(&bin_dir).unwrap();
         let bin = bin_dir.join("braid-agent");
-        std::fs::copy(AGENT, &bin).unwrap();
+        std::fs::copy(stripped_agent(), &bin).unwrap();
         std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
         let config = write_config(
             dir.path(),
@@ -284,7 +303,7 @@ fn update_request(url: &str, sha: &str, restart: bool) -> Value {
 /// The agent binary with bytes appended: a different file (and SHA-256) that runs
 /// exactly like the original.
 fn rebuilt_agent(tag: &str) -> Bytes {
-    let mut bytes = std::fs::read(AGENT).unwrap();
+    let mut bytes = std::fs::read(stripped_agent()).unwrap();
     bytes.extend_from_slice(format!("\nbraid-test-build:{tag}\n").as_bytes());
     Bytes::from(bytes)
 }

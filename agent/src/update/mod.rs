@@ -646,15 +646,37 @@ async fn download(
     Ok((hex::encode(hasher.finalize()), total))
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// `e` and its sources joined by `: `; a certificate refused by our verifier
+/// (pin mismatch) is shown with its own text rather than rustls' debug form.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
         text.push_str(": ");
-        text.push_str(&s.to_string());
+        match refused_certificate(s) {
+            Some(why) => text.push_str(&format!("TLS: {why}")),
+            None => text.push_str(&s.to_string()),
+        }
         source = s.source();
     }
     text
+}
+
+/// The text of a certificate error raised by our own verifier, looking through
+/// `io::Error` and boxed errors.
+fn refused_certificate(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    if let Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other))) =
+        e.downcast_ref::<rustls::Error>()
+    {
+        return Some(other.0.to_string());
+    }
+    if let Some(inner) = e
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+    {
+        return refused_certificate(inner);
+    }
+    None
 }
 
 /// Run `binary preflight --config <config>`: it must exit 0 within
