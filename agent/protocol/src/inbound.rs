@@ -28,16 +28,16 @@ pub const KNOWN_TYPES: &[&str] = &[
 /// A decoded control-plane → agent message body.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Inbound {
-    /// `auth.login.response` (PROTOCOL.md §3).
-    AuthLoginResponse(AuthLoginResponse),
+    /// `auth.login.response` (PROTOCOL.md §3); boxed (it carries an opaque config).
+    AuthLoginResponse(Box<AuthLoginResponse>),
     /// `stream.start` request (PROTOCOL.md §5); boxed, it is by far the largest.
     StreamStart(Box<StreamStart>),
     /// `stream.stop` request (PROTOCOL.md §5).
     StreamStop(StreamStop),
     /// `stream.links.update` request (PROTOCOL.md §5).
     StreamLinksUpdate(StreamLinksUpdate),
-    /// `config.update` request (PROTOCOL.md §5).
-    ConfigUpdate(ConfigUpdate),
+    /// `config.update` request (PROTOCOL.md §5); boxed (many optional fields).
+    ConfigUpdate(Box<ConfigUpdate>),
     /// `config.get` request (PROTOCOL.md §5).
     ConfigGet(ConfigGet),
     /// `config.set` request (PROTOCOL.md §5); boxed (it carries stream specs).
@@ -188,7 +188,7 @@ pub fn decode(text: &str) -> Result<Decoded, DecodeError> {
     };
     let body = match msg_type.as_str() {
         AuthLoginResponse::TYPE => {
-            Inbound::AuthLoginResponse(decode_payload(&payload).map_err(invalid)?)
+            Inbound::AuthLoginResponse(Box::new(decode_payload(&payload).map_err(invalid)?))
         }
         StreamStart::TYPE => {
             Inbound::StreamStart(Box::new(decode_payload(&payload).map_err(invalid)?))
@@ -202,7 +202,7 @@ pub fn decode(text: &str) -> Result<Decoded, DecodeError> {
         ConfigUpdate::TYPE => {
             let m: ConfigUpdate = decode_payload(&payload).map_err(invalid)?;
             m.validate().map_err(invalid)?;
-            Inbound::ConfigUpdate(m)
+            Inbound::ConfigUpdate(Box::new(m))
         }
         ConfigGet::TYPE => Inbound::ConfigGet(decode_payload(&payload).map_err(invalid)?),
         ConfigSet::TYPE => {

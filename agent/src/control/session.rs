@@ -117,7 +117,7 @@ impl<'a> Session<'a> {
                     let Some(text) = text else { continue };
                     match inbound::decode(&text) {
                         Ok(Decoded::Known(InboundMessage { body: Inbound::AuthLoginResponse(resp), .. })) => {
-                            return self.on_login_response(resp).await;
+                            return self.on_login_response(*resp).await;
                         }
                         Ok(other) => tracing::debug!("ignored before login: {other:?}"),
                         Err(DecodeError::InvalidPayload { msg_type, error, .. })
@@ -355,7 +355,7 @@ impl<'a> Session<'a> {
         match msg.body {
             Inbound::AuthLoginResponse(resp) => {
                 if self.relogin.is_some() {
-                    match self.on_login_response(resp).await {
+                    match self.on_login_response(*resp).await {
                         Ok(()) => Flow::Continue,
                         Err(end) => Flow::End(end),
                     }
@@ -376,10 +376,12 @@ impl<'a> Session<'a> {
                 requests::links_update(&self.ctx(), msg.id, req);
                 Flow::Continue
             }
-            Inbound::ConfigUpdate(req) => match requests::config_update(&self.ctx(), msg.id, req) {
-                Some(env) => self.send_flow(env).await,
-                None => Flow::Continue,
-            },
+            Inbound::ConfigUpdate(req) => {
+                match requests::config_update(&self.ctx(), msg.id, *req) {
+                    Some(env) => self.send_flow(env).await,
+                    None => Flow::Continue,
+                }
+            }
             Inbound::ConfigGet(_) => {
                 let env = requests::config_get(self.control, &msg.id);
                 self.send_flow(env).await
