@@ -21,6 +21,8 @@ pub mod device;
 pub mod envelope;
 pub mod error;
 pub mod event;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod health;
 pub mod inbound;
 pub mod stream;
