@@ -474,6 +474,23 @@ async fn stats_after(conn: &mut TestConn, after: u64) -> StreamStats {
     }
 }
 
+/// Wait for the next `stream.stats` satisfying `pred`.
+async fn stats_until(conn: &mut TestConn, pred: impl Fn(&StreamStats) -> bool) -> StreamStats {
+    let deadline = Instant::now() + T;
+    loop {
+        let env = conn
+            .recv_type(
+                "stream.stats",
+                deadline.saturating_duration_since(Instant::now()),
+            )
+            .await;
+        let stats: StreamStats = env.decode().unwrap();
+        if pred(&stats) {
+            return stats;
+        }
+    }
+}
+
 /// Collect frames until the response to `id` arrived, returning it and any
 /// `stream.ended` payloads seen meanwhile.
 async fn response_and_ended(conn: &mut TestConn, msg_type: &str, id: &str) -> (Value, Vec<Value>) {
@@ -530,11 +547,35 @@ async fn live_stream_links_scheduler_and_spec_changes() {
         p,
         json!({"success": true, "stream_id": "str_live", "links": [0, 1, 2]})
     );
-    let s = stats_after(&mut conn, first.output.packets_sent).await;
+    // The new link carries packets (sender stats), the others go on.
+    let s = stats_until(&mut conn, |s| {
+        s.links.iter().any(|l| l.id == 2 && l.sent_bytes > 0)
+    })
+    .await;
+    assert!(s.links.iter().all(|l| l.sent_bytes > 0), "{s:?}");
     assert!(
         s.uptime_s >= first.uptime_s,
-        "the stream kept flowing: {s:?}"
+        "the same stream kept flowing: {s:?}"
     );
+    // ... and arrive at the receiver on the third port.
+    let report = rx.report_handle();
+    let deadline = Instant::now() + T;
+    while report
+        .lock()
+        .unwrap()
+        .link_packets
+        .get(2)
+        .copied()
+        .unwrap_or(0)
+        == 0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "link 2 never reached the receiver: {:?}",
+            report.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     // Remove link 1.
     let links02 = json!([links3[0].clone(), links3[2].clone()]);
     let p = ask(
@@ -544,13 +585,31 @@ async fn live_stream_links_scheduler_and_spec_changes() {
     )
     .await;
     assert_eq!(p["links"], json!([0, 2]), "{p}");
-    let s = stats_after(&mut conn, s.output.packets_sent).await;
+    let s = stats_until(&mut conn, |s| {
+        s.links.iter().map(|l| l.id).collect::<Vec<_>>() == vec![0, 2]
+    })
+    .await;
+    // The removed link stops: nothing new reaches the receiver on its port.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let on_1 = report.lock().unwrap().link_packets.get(1).copied();
+    let on_2 = report.lock().unwrap().link_packets.get(2).copied();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let later = report.lock().unwrap().clone();
+    assert_eq!(
+        later.link_packets.get(1).copied(),
+        on_1,
+        "link 1 still carries: {later:?}"
+    );
+    assert!(
+        later.link_packets.get(2).copied() > on_2,
+        "link 2 goes on: {later:?}"
+    );
 
     // config.update: scheduler merged into the live config.
     let p = ask(&mut conn, "config.update",
         json!({"stream_id": "str_live", "scheduler": {"redundancy_enabled": true, "redundancy_spare_ratio": 0.3}})).await;
     assert_eq!(p, json!({"success": true, "streams": ["str_live"]}));
-    let s = stats_after(&mut conn, s.output.packets_sent).await;
+    stats_after(&mut conn, s.output.packets_sent).await;
 
     // config.get shows the spec in force.
     let p = ask(&mut conn, "config.get", json!({})).await;
@@ -586,7 +645,11 @@ async fn live_stream_links_scheduler_and_spec_changes() {
         p["config"]["streams"][0]["bonding_config"], hot["bonding_config"],
         "scheduler replaced, not merged"
     );
-    stats_after(&mut conn, s.output.packets_sent).await;
+    let s = stats_until(&mut conn, |s| s.links.len() == 3).await;
+    assert_eq!(
+        s.links.iter().map(|l| l.id).collect::<Vec<_>>(),
+        vec![0, 1, 2]
+    );
 
     // Encoder change: restarted (stream.ended reason replaced), then live again.
     let mut restart = hot.clone();

@@ -386,6 +386,7 @@ mod tests {
                 path: None,
                 resolution: "1280x720".into(),
                 framerate: 30,
+                looping: false,
             },
             encoder: EncoderSpec {
                 codec: Codec::H264,

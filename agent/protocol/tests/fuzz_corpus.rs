@@ -1,5 +1,5 @@
 //! Replays the fuzz seeds and the committed, minimised fuzz corpus
-//! (`fuzz/seeds/inbound`, `fuzz/corpus/inbound`; docs/fuzzing.md) through the
+//! (`fuzz/seeds/inbound`, `fuzz/corpus-min/inbound`; docs/fuzzing.md) through the
 //! properties of the fuzz target, so a regression on any input the fuzzer found
 //! interesting fails `cargo test`.
 
@@ -9,7 +9,7 @@ use std::path::Path;
 fn fuzz_seeds_and_corpus_hold_the_properties() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
     let mut replayed = 0;
-    for dir in ["seeds/inbound", "corpus/inbound"] {
+    for dir in ["seeds/inbound", "corpus-min/inbound"] {
         let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
             continue;
         };
@@ -29,11 +29,23 @@ fn every_seed_decodes_as_intended() {
     use braid_protocol::inbound::{decode, Decoded};
     let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/inbound");
     for name in [
-        "auth_ok", "auth_fail", "start", "stop", "links", "cfg_get", "cfg_set", "rotate", "update",
+        "auth_ok",
+        "auth_fail",
+        "start",
+        "stop",
+        "links",
+        "cfg_get",
+        "cfg_set",
+        "rotate",
+        "update",
         "expired",
     ] {
         let text = std::fs::read_to_string(seeds.join(format!("{name}.json"))).unwrap();
-        assert!(matches!(decode(&text), Ok(Decoded::Known(_))), "{name}: {:?}", decode(&text));
+        assert!(
+            matches!(decode(&text), Ok(Decoded::Known(_))),
+            "{name}: {:?}",
+            decode(&text)
+        );
     }
     // config.update with `encoder` decodes (the agent refuses it by name).
     let text = std::fs::read_to_string(seeds.join("cfg_update.json")).unwrap();

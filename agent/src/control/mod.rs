@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::credentials::{self, Credentials};
-use crate::device::StatusCollector;
+use crate::device::{DeviceHandle, StatusCollector};
 use crate::streams::{StreamReport, StreamsHandle};
 
 use backoff::Backoff;
@@ -37,6 +37,14 @@ use connect::Endpoint;
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Capabilities reported in `auth.login` and `health`.
 pub const CAPABILITIES: &[&str] = &["rist-bonding", "test-source", "v4l2", "media-file"];
+/// Capabilities reported in `auth.login` and `health`: [`CAPABILITIES`] plus the
+/// media capabilities of this machine (encoders by codec, audio codecs, source
+/// fallback; `braid_pipelines::capabilities`, computed once).
+pub fn capabilities() -> Vec<String> {
+    let mut caps: Vec<String> = CAPABILITIES.iter().map(|c| (*c).to_owned()).collect();
+    caps.extend(braid_pipelines::capabilities());
+    caps
+}
 /// Longest the event queue gets (PROTOCOL.md §6).
 pub const EVENT_QUEUE_MAX: usize = 4096;
 
@@ -88,6 +96,8 @@ pub struct ControlParams {
     pub cancel: CancellationToken,
     /// Self-update (`agent.update`, commit of an update at login).
     pub update: crate::update::UpdateHandle,
+    /// The device side: `device.status` collector and change notifications.
+    pub device: DeviceHandle,
 }
 
 /// How one connection attempt ended.
@@ -116,6 +126,8 @@ struct Control {
     credentials: Option<Credentials>,
     book: Arc<Mutex<StreamBook>>,
     collector: Arc<Mutex<StatusCollector>>,
+    /// Moves when `device.status` should be sent at once (device change).
+    status_changes: tokio::sync::watch::Receiver<u64>,
     events: VecDeque<Event>,
     pending_ended: VecDeque<StreamEnded>,
     unknown_types: HashSet<String>,
@@ -137,7 +149,6 @@ pub async fn run(params: ControlParams) -> Result<(), ControlError> {
             file: credentials::path(&state_dir).display().to_string(),
         });
     }
-    let collector = StatusCollector::new(&params.config.agent.media_dir);
     let mut control = Control {
         endpoint,
         streams: params.streams,
@@ -145,7 +156,8 @@ pub async fn run(params: ControlParams) -> Result<(), ControlError> {
         cancel: params.cancel,
         credentials: creds,
         book: Arc::default(),
-        collector: Arc::new(Mutex::new(collector)),
+        collector: params.device.collector(),
+        status_changes: params.device.changes(),
         events: VecDeque::new(),
         pending_ended: VecDeque::new(),
         unknown_types: HashSet::new(),
@@ -273,7 +285,7 @@ impl Control {
             protocol_version: braid_protocol::PROTOCOL_VERSION,
             hostname: self.hostname.clone(),
             arch: std::env::consts::ARCH.into(),
-            capabilities: CAPABILITIES.iter().map(|c| (*c).to_owned()).collect(),
+            capabilities: capabilities(),
         }
     }
 
