@@ -47,15 +47,14 @@ async fn enrollment_then_login_with_credentials() {
     assert!(status.network_interfaces.iter().all(|i| i.name != "lo"));
     assert!(status.mem_used_mb > 0 && status.uptime_s > 0);
     assert!(status.media_inputs.iter().any(|m| m.device == "test"));
-    // status_interval_s = 2: the next one follows.
+    // status_interval_s = 2: periodic ones keep coming (a device change may add one
+    // sooner, issue 5), so within 5 s there are at least two more.
     let t0 = Instant::now();
     conn.recv_type("device.status", Duration::from_secs(5))
         .await;
-    assert!(
-        t0.elapsed() >= Duration::from_millis(1500),
-        "{:?}",
-        t0.elapsed()
-    );
+    conn.recv_type("device.status", Duration::from_secs(5))
+        .await;
+    assert!(t0.elapsed() <= Duration::from_secs(5), "{:?}", t0.elapsed());
 
     // Credentials persisted, 0600.
     let file = state.join("credentials.json");
