@@ -152,7 +152,7 @@ impl Install {
     }
 
     fn marker(&self) -> PathBuf {
-        self.state.join("update/pending.json")
+        self.state.join("updates/pending.json")
     }
 
     /// Nothing but the original binary: no `.prev`, `.new`, temp file or marker.

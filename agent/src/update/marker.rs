@@ -1,4 +1,4 @@
-//! `<state_dir>/update/pending.json`: the record of an installed update until the
+//! `<state_dir>/updates/pending.json`: the record of an installed update until the
 //! new binary has logged in (commit) or was rolled back.
 //!
 //! ```json
@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 /// Directory under the state dir.
-pub const DIR: &str = "update";
+pub const DIR: &str = "updates";
 /// Marker file name.
 pub const FILE: &str = "pending.json";
 

@@ -8,7 +8,7 @@
 //! | `<binary_path>` | the agent binary (`[update] binary_path`, default the running executable) |
 //! | `<binary_path>.new` | the download while it is checked; removed on any failure |
 //! | `<binary_path>.prev` | copy of the binary that installed the update (it was running and logged in: known good) |
-//! | `<state_dir>/update/pending.json` | [`marker::Marker`] until the new binary logs in |
+//! | `<state_dir>/updates/pending.json` | [`marker::Marker`] until the new binary logs in |
 //!
 //! Order of an install ([`UpdateHandle::install`]): download `.new` over https
 //! (size-capped, hashed while streaming) → SHA-256 compared → `.new` run once as
@@ -518,9 +518,10 @@ impl UpdateHandle {
         let sha_for_marker = sha.clone();
         let swap = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             // The running binary logged in (this request came over the session):
-            // it is the known-good one to keep.
-            let running = std::env::current_exe()?;
-            let prev_sha = copy_atomic(&running, &prev_path, 0o755)?;
+            // it is the known-good one to keep. /proc/self/exe opens it even when
+            // its path was replaced since it started (an update installed
+            // without restart).
+            let prev_sha = copy_atomic(Path::new("/proc/self/exe"), &prev_path, 0o755)?;
             let m = Marker {
                 version: 1,
                 state: State::Pending,
