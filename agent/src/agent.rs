@@ -81,6 +81,8 @@ pub async fn run(config_path: &Path) -> anyhow::Result<Exit> {
         control::AGENT_VERSION
     );
 
+    // Events queued by a previous run are replayed from <state_dir>/events/.
+    let events = crate::events::Events::open(&config.agent.state_dir);
     let update = crate::update::UpdateHandle::startup(&config, config_path, allow_insecure);
     if update.restart_requested() {
         tracing::warn!("update rolled back at start: exiting to be restarted");
@@ -103,7 +105,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<Exit> {
     );
     let device = device::spawn(
         DeviceOptions::new(&config.agent.media_dir),
-        EventSink::new(reports_tx.clone()),
+        EventSink::new(events.tx()),
         Some(streams.clone()),
         cancel.clone(),
         &tracker,
@@ -114,6 +116,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<Exit> {
         allow_insecure,
         streams,
         reports: reports_rx,
+        events,
         cancel: cancel.clone(),
         update: update.clone(),
         device,

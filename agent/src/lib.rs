@@ -7,6 +7,7 @@
 //! - [`control`]: the control-plane connection (PROTOCOL.md §1–§6).
 //! - [`device`]: `device.status` collectors.
 //! - [`streams`]: stream actors; [`media`]: GStreamer set-up and TS verification.
+//! - [`events`]: the persisted, filtered event queue (PROTOCOL.md §6).
 //! - [`update`]: `agent.update`: download, verify, swap, rollback.
 //! - [`agent`]: `braid-agent run`; [`devplane`]: `braid-agent devplane`.
 
@@ -16,6 +17,7 @@ pub mod control;
 pub mod credentials;
 pub mod device;
 pub mod devplane;
+pub mod events;
 pub mod media;
 pub mod streams;
 pub mod tls;

@@ -12,14 +12,19 @@ use gst::prelude::*;
 use ristbond_core::ts::ContinuityChecker;
 
 /// Initialise GStreamer once and make Braid's elements available: if `ristbondsink`
-/// is not found in the registry (no installed plugin, no `GST_PLUGIN_PATH`), the
-/// plugin linked into this binary is registered statically.
-/// Errors: GStreamer cannot initialise.
+/// (plugin `ristbond`) or `braidthumbnail` (plugin `braidthumbnail`) is not found in
+/// the registry (no installed plugin, no `GST_PLUGIN_PATH`), the plugin linked into
+/// this binary is registered statically.
+/// Errors: GStreamer cannot initialise, or a built-in plugin cannot be registered.
 pub fn init() -> anyhow::Result<()> {
     gst::init().context("GStreamer initialisation failed")?;
     if gst::ElementFactory::find("ristbondsink").is_none() {
         gstristbond::plugin_register_static()
             .context("registering the built-in ristbond plugin failed")?;
+    }
+    if gst::ElementFactory::find("braidthumbnail").is_none() {
+        gstbraidthumbnail::plugin_register_static()
+            .context("registering the built-in braidthumbnail plugin failed")?;
     }
     Ok(())
 }

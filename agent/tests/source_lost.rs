@@ -77,9 +77,9 @@ async fn ended_file_goes_to_slate_then_source_lost_after_the_timeout() {
             .expect("reports keep coming")
             .expect("channel open");
         match report {
-            StreamReport::Event(e) => events.push((t0.elapsed(), e)),
+            StreamReport::Event(e) => events.push((t0.elapsed(), e.event)),
             StreamReport::Ended(e) => break e,
-            StreamReport::Stats(_) => {}
+            StreamReport::Stats(_) | StreamReport::Thumbnail(_) => {}
         }
     };
     println!(

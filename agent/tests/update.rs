@@ -91,20 +91,22 @@ async fn file_server(
 }
 
 /// The agent under test without debug info (`objcopy --strip-debug`, as a release
-/// binary ships): the same program at a fifth of the size; made once per run.
+/// binary ships): the same program at a fifth of the size. Made once per run in
+/// cargo's per-target temp dir (replaced, never accumulated).
 fn stripped_agent() -> &'static Path {
     static PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     PATH.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("braid-update-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let out = dir.join("braid-agent");
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let out = dir.join("braid-agent-stripped");
+        let tmp = dir.join(format!("braid-agent-stripped.{}", std::process::id()));
         let status = Command::new("objcopy")
             .arg("--strip-debug")
             .arg(AGENT)
-            .arg(&out)
+            .arg(&tmp)
             .status()
             .expect("objcopy (binutils)");
         assert!(status.success());
+        std::fs::rename(&tmp, &out).unwrap();
         out
     })
 }

@@ -23,6 +23,8 @@
 //! `SOURCE` is `videotestsrc` (test), `v4l2src ! CAPS ! [jpegdec] ! deinterlace` (V4L2,
 //! mode chosen by [`v4l2::choose_mode`]) or `filesrc ! decodebin ! deinterlace` (media);
 //! `ENCODER` is the first of `mpph26Xenc`, `v4l2h26Xenc`, `x26Xenc` the machine has.
+//! With `thumbnails: true` a `tee name=vtee` before the encoder feeds `braidthumbnail`
+//! (see the `thumbnail` module).
 
 mod encoder;
 mod machine;
@@ -30,6 +32,7 @@ mod plan;
 mod quote;
 mod supervisor;
 pub mod sysfs;
+mod thumbnail;
 pub mod v4l2;
 
 use std::sync::OnceLock;
@@ -49,6 +52,7 @@ pub use supervisor::{
     send_eos, Action, Essence, RestartJob, SourceEvent, Supervisor, EOS_MESSAGE, FLOWING_MESSAGE,
     SLATES, STALL_RESTART, SWITCH_MESSAGE,
 };
+pub use thumbnail::{THUMBNAIL_INTERVAL_MS, THUMBNAIL_NAME, THUMBNAIL_TEE_NAME};
 
 /// Name of the video encoder element in every built pipeline (see
 /// [`set_encoder_bitrate`] for its bitrate property by kind).

@@ -786,7 +786,11 @@ impl StreamPlan {
     /// for the thumbnail branch (issue 4): when it returns anything, the plan puts a
     /// `tee name=vtee` right after the video switch.
     fn raw_video_branches(&self) -> Vec<Vec<String>> {
-        Vec::new()
+        let mut branches = Vec::new();
+        if self.thumbnails {
+            branches.push(crate::thumbnail::branch_words());
+        }
+        branches
     }
 
     /// The pipeline as words of a launch description, each word one token of the
@@ -943,7 +947,7 @@ impl StreamPlan {
 
     /// A shell command line that runs the same pipeline by hand:
     /// `gst-launch-1.0 -e …`, every word quoted for a POSIX shell. It needs Braid's
-    /// plugins on `GST_PLUGIN_PATH` (`ristbondsink`; `fallbackswitch` from
+    /// plugins on `GST_PLUGIN_PATH` (`ristbondsink`; `braidthumbnail` with thumbnails; `fallbackswitch` from
     /// `cargo build -p gst-plugin-fallbackswitch`). What only the agent adds
     /// ([`crate::Supervisor`]: source restarts, looping, the end-of-file slate) is
     /// not in the line: by hand, a source that ends ends the pipeline.

@@ -14,6 +14,7 @@
 //! - [`config`]: `config.get` / `config.set` / `config.update` and the config document (§5).
 //! - [`update`]: `agent.update` (§5).
 //! - [`auth`] also has `secret.rotate` (§5) and the generic control-plane response.
+//! - [`thumbnail`]: `thumbnail` (§4).
 
 pub mod auth;
 pub mod config;
@@ -26,6 +27,7 @@ pub mod fuzzing;
 pub mod health;
 pub mod inbound;
 pub mod stream;
+pub mod thumbnail;
 pub mod update;
 
 pub use envelope::{Envelope, Message};

@@ -18,6 +18,8 @@ struct Entry {
     stopping: bool,
     /// The last `stream.stats` had a link that was not `Live`.
     degraded: bool,
+    /// The last `stream.stats` had no link `Live` or `Degraded`: nothing carries media.
+    no_link: bool,
 }
 
 /// Streams starting, live or stopping, by stream id.
@@ -39,6 +41,7 @@ impl StreamBook {
             starting: true,
             stopping: false,
             degraded: false,
+            no_link: false,
         });
     }
 
@@ -65,6 +68,10 @@ impl StreamBook {
         if let Some(e) = self.streams.get_mut(&stats.stream_id) {
             e.starting = false;
             e.degraded = stats.links.iter().any(|l| l.state != LinkState::Live);
+            e.no_link = !stats
+                .links
+                .iter()
+                .any(|l| matches!(l.state, LinkState::Live | LinkState::Degraded));
         }
     }
 
@@ -98,9 +105,18 @@ impl StreamBook {
         self.streams.len()
     }
 
-    /// `degraded` when a link of a stream is not `Live`, else `ok`.
+    /// Streams past their start (live or stopping).
+    pub fn live_count(&self) -> usize {
+        self.streams.values().filter(|e| !e.starting).count()
+    }
+
+    /// From the streams' last `stream.stats`: `critical` when a live stream has no
+    /// link `Live` or `Degraded` (nothing carries its media), `degraded` when a link
+    /// of a stream is not `Live`, else `ok`.
     pub fn health(&self) -> HealthStatus {
-        if self.streams.values().any(|e| e.degraded) {
+        if self.streams.values().any(|e| e.no_link) {
+            HealthStatus::Critical
+        } else if self.streams.values().any(|e| e.degraded) {
             HealthStatus::Degraded
         } else {
             HealthStatus::Ok
@@ -162,7 +178,10 @@ mod tests {
         assert_eq!(b.busy_inputs(), vec!["test".to_owned()]);
         b.on_start_done("a", true);
         assert_eq!(b.state(), StreamState::Live);
+        assert_eq!(b.live_count(), 1);
         b.on_stats(&stats("a", LinkState::Down));
+        assert_eq!(b.health(), HealthStatus::Critical);
+        b.on_stats(&stats("a", LinkState::Degraded));
         assert_eq!(b.health(), HealthStatus::Degraded);
         b.on_stats(&stats("a", LinkState::Live));
         assert_eq!(b.health(), HealthStatus::Ok);
@@ -171,6 +190,7 @@ mod tests {
         b.on_ended("a");
         assert_eq!(b.state(), StreamState::Idle);
         b.on_start_requested(&start("b"));
+        assert_eq!((b.count(), b.live_count()), (1, 0));
         b.on_start_done("b", false);
         assert!(b.is_empty());
     }

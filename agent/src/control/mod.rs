@@ -10,6 +10,7 @@
 pub mod backoff;
 pub mod book;
 pub mod connect;
+pub mod health;
 pub mod jwt;
 mod requests;
 mod session;
@@ -27,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::credentials::{self, Credentials};
 use crate::device::{DeviceHandle, StatusCollector};
+use crate::events::{Events, Raise};
 use crate::streams::{StreamReport, StreamsHandle};
 
 use backoff::Backoff;
@@ -36,7 +38,13 @@ use connect::Endpoint;
 /// Agent version reported in `auth.login` and `health`.
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Capabilities reported in `auth.login` and `health`.
-pub const CAPABILITIES: &[&str] = &["rist-bonding", "test-source", "v4l2", "media-file"];
+pub const CAPABILITIES: &[&str] = &[
+    "rist-bonding",
+    "test-source",
+    "v4l2",
+    "media-file",
+    "thumbnails",
+];
 /// Capabilities reported in `auth.login` and `health`: [`CAPABILITIES`] plus the
 /// media capabilities of this machine (encoders by codec, audio codecs, source
 /// fallback; `braid_pipelines::capabilities`, computed once).
@@ -46,7 +54,10 @@ pub fn capabilities() -> Vec<String> {
     caps
 }
 /// Longest the event queue gets (PROTOCOL.md §6).
-pub const EVENT_QUEUE_MAX: usize = 4096;
+pub const EVENT_QUEUE_MAX: usize = crate::events::QUEUE_MAX;
+/// Flap-filter subject of the control-plane connection's state (`connected`,
+/// `disconnected`, `auth_failed`).
+pub const MANAGER_SUBJECT: &str = "manager";
 
 /// Keepalive and timing constants of a session (PROTOCOL.md §1, §3, §4).
 pub mod timing {
@@ -63,6 +74,8 @@ pub mod timing {
     pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
     /// On shutdown, how long to wait for the streams' `stream.ended`.
     pub const SHUTDOWN_FLUSH: Duration = Duration::from_secs(5);
+    /// On shutdown, how long to wait for the control plane to confirm the last events.
+    pub const EVENTS_CONFIRM: Duration = Duration::from_secs(2);
 }
 
 /// Errors that stop the control task for good (the agent exits non-zero).
@@ -92,6 +105,9 @@ pub struct ControlParams {
     pub streams: StreamsHandle,
     /// Reports of the stream manager.
     pub reports: mpsc::Receiver<StreamReport>,
+    /// The event queue (opened on `<state_dir>` by the agent; other tasks hold
+    /// [`crate::events::EventTx`] handles to it).
+    pub events: Events,
     /// Fires on SIGTERM/SIGINT.
     pub cancel: CancellationToken,
     /// Self-update (`agent.update`, commit of an update at login).
@@ -128,7 +144,7 @@ struct Control {
     collector: Arc<Mutex<StatusCollector>>,
     /// Moves when `device.status` should be sent at once (device change).
     status_changes: tokio::sync::watch::Receiver<u64>,
-    events: VecDeque<Event>,
+    events: Events,
     pending_ended: VecDeque<StreamEnded>,
     unknown_types: HashSet<String>,
     version_warned: bool,
@@ -158,7 +174,7 @@ pub async fn run(params: ControlParams) -> Result<(), ControlError> {
         book: Arc::default(),
         collector: params.device.collector(),
         status_changes: params.device.changes(),
-        events: VecDeque::new(),
+        events: params.events,
         pending_ended: VecDeque::new(),
         unknown_types: HashSet::new(),
         version_warned: false,
@@ -170,6 +186,7 @@ pub async fn run(params: ControlParams) -> Result<(), ControlError> {
         config: params.config,
     };
     control.run().await;
+    control.events.close();
     Ok(())
 }
 
@@ -185,10 +202,14 @@ impl Control {
                 SessionEnd::Lost { logged_in, reason } => {
                     if logged_in {
                         backoff.reset();
-                        self.raise(Event::new(
-                            Severity::Warning,
-                            Category::Manager,
-                            format!("Manager connection lost, reconnecting: {reason}"),
+                        self.raise(Raise::transition(
+                            Event::new(
+                                Severity::Warning,
+                                Category::Manager,
+                                format!("Manager connection lost, reconnecting: {reason}"),
+                            ),
+                            MANAGER_SUBJECT,
+                            "disconnected",
                         ));
                     }
                     tracing::warn!(url = %self.endpoint.url(), "control plane: {reason}");
@@ -237,8 +258,8 @@ impl Control {
         }
     }
 
-    /// A report while not logged in: stats are stale by the time we reconnect and
-    /// are dropped; `stream.ended` is kept for the next session.
+    /// A report while not logged in: stats and thumbnails are stale by the time we
+    /// reconnect and are dropped; `stream.ended` is kept for the next session.
     fn offline_report(&mut self, report: StreamReport) {
         match report {
             StreamReport::Stats(stats) => self.lock_book().on_stats(&stats),
@@ -248,22 +269,13 @@ impl Control {
                 self.pending_ended.push_back(ended);
             }
             StreamReport::Event(event) => self.raise(event),
+            StreamReport::Thumbnail(_) => {}
         }
     }
 
-    /// Queue an event (PROTOCOL.md §6): bounded; when full, the oldest `info` goes
-    /// first, else the oldest event.
-    fn raise(&mut self, event: Event) {
-        tracing::info!(severity = ?event.severity, category = ?event.category, "event: {}", event.message);
-        if self.events.len() >= EVENT_QUEUE_MAX {
-            let victim = self
-                .events
-                .iter()
-                .position(|e| e.severity == Severity::Info)
-                .unwrap_or(0);
-            self.events.remove(victim);
-        }
-        self.events.push_back(event);
+    /// Raise an event (PROTOCOL.md §6) into the persisted queue (crate::events).
+    fn raise(&self, event: impl Into<Raise>) {
+        self.events.raise(event);
     }
 
     /// The `auth.login` payload: credentials when we have them, else the

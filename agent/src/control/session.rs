@@ -8,7 +8,6 @@ use std::time::Duration;
 use braid_protocol::auth::AuthLoginResponse;
 use braid_protocol::error::{ErrorBody, ErrorCode};
 use braid_protocol::event::{Category, Event, Severity};
-use braid_protocol::health::Health;
 use braid_protocol::inbound::{self, DecodeError, Decoded, Inbound, InboundMessage};
 use braid_protocol::stream::{EndReason, StreamStart, StreamStop};
 use braid_protocol::{Envelope, Message};
@@ -19,8 +18,9 @@ use tokio::time::{interval_at, sleep_until, Instant, MissedTickBehavior};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use super::connect::{Ws, MAX_FRAME};
-use super::{jwt, requests, timing, Control, SessionEnd};
+use super::{jwt, requests, timing, Control, SessionEnd, MANAGER_SUBJECT};
 use crate::credentials::{self, Credentials};
+use crate::events::{self, Raise};
 use crate::streams::StreamReport;
 
 /// Far future for disarmed timers.
@@ -75,6 +75,8 @@ impl<'a> Session<'a> {
             self.flush_on_shutdown().await;
         }
         let _ = tokio::time::timeout(Duration::from_secs(1), self.ws.close(None)).await;
+        // Whatever was not confirmed goes again, same envelopes, on the next connection.
+        self.control.events.connection_lost();
         end
     }
 
@@ -139,10 +141,14 @@ impl<'a> Session<'a> {
                 .error
                 .map(|e| e.to_string())
                 .unwrap_or_else(|| "no reason given".into());
-            self.control.raise(Event::new(
-                Severity::Critical,
-                Category::Manager,
-                format!("Manager authentication failed: {reason}"),
+            self.control.raise(Raise::transition(
+                Event::new(
+                    Severity::Critical,
+                    Category::Manager,
+                    format!("Manager authentication failed: {reason}"),
+                ),
+                MANAGER_SUBJECT,
+                "auth_failed",
             ));
             return Err(SessionEnd::Refused(reason));
         }
@@ -203,10 +209,10 @@ impl<'a> Session<'a> {
                 .map(|c| c.sender_id.as_str())
                 .unwrap_or("?");
             tracing::info!(sender_id = sender, "logged in to control plane");
-            self.control.raise(Event::new(
-                Severity::Info,
-                Category::Manager,
-                "Connected to manager",
+            self.control.raise(Raise::transition(
+                Event::new(Severity::Info, Category::Manager, "Connected to manager"),
+                MANAGER_SUBJECT,
+                "connected",
             ));
         } else {
             tracing::info!("session token refreshed");
@@ -270,6 +276,7 @@ impl<'a> Session<'a> {
                 },
                 Some(report) = self.control.reports.recv() => self.on_report(report).await,
                 Some(env) = self.outbox_rx.recv() => self.send_flow(env).await,
+                _ = self.control.events.notified() => Flow::Continue,
                 _ = status_tick.tick() => { self.spawn_status(); Flow::Continue }
                 Ok(()) = self.control.status_changes.changed() => { self.spawn_status(); Flow::Continue }
                 _ = health_tick.tick() => self.send_health().await,
@@ -297,7 +304,7 @@ impl<'a> Session<'a> {
                 status_tick = interval_at(Instant::now() + want, want);
                 status_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
             }
-            if !self.control.events.is_empty() {
+            if self.control.events.has_unsent() {
                 if let Err(end) = self.flush_events().await {
                     return end;
                 }
@@ -509,6 +516,7 @@ impl<'a> Session<'a> {
                 self.control.raise(event);
                 self.flush_events().await
             }
+            StreamReport::Thumbnail(thumb) => self.send(&thumb).await,
         };
         match result {
             Ok(()) => Flow::Continue,
@@ -542,19 +550,15 @@ impl<'a> Session<'a> {
         });
     }
 
+    /// `health` (PROTOCOL.md §4), composed by [`super::health::compose`].
     async fn send_health(&mut self) -> Flow {
-        let (status, live) = {
+        let health = {
             let book = self.control.lock_book();
-            (book.health(), book.count())
-        };
-        let health = Health {
-            status,
-            agent_version: super::AGENT_VERSION.into(),
-            protocol_version: braid_protocol::PROTOCOL_VERSION,
-            capabilities: super::capabilities(),
-            uptime_s: self.control.started.elapsed().as_secs(),
-            streams_live: u32::try_from(live).unwrap_or(u32::MAX),
-            event_backlog: u32::try_from(self.control.events.len()).unwrap_or(u32::MAX),
+            super::health::compose(
+                &book,
+                self.control.events.status(),
+                self.control.started.elapsed().as_secs(),
+            )
         };
         match self.send(&health).await {
             Ok(()) => Flow::Continue,
@@ -577,14 +581,20 @@ impl<'a> Session<'a> {
         }
     }
 
+    /// Send the queued events not yet written on this connection, in order, each in
+    /// the envelope fixed when it was queued (same `id` and `ts` on a re-delivery),
+    /// then a Ping whose payload names the last one: its Pong confirms delivery and
+    /// removes them from the persisted queue (crate::events).
     async fn flush_events(&mut self) -> Result<(), SessionEnd> {
-        while let Some(event) = self.control.events.pop_front() {
-            if let Err(end) = self.send(&event).await {
-                self.control.events.push_front(event);
-                return Err(end);
-            }
+        let entries = self.control.events.take_unsent();
+        let Some(last) = entries.last().map(|e| e.seq) else {
+            return Ok(());
+        };
+        for entry in entries {
+            self.send_env(entry.env).await?;
         }
-        Ok(())
+        self.send_ws(WsMessage::Ping(events::ping_payload(last).into()))
+            .await
     }
 
     /// Shutdown: forward the streams' `stream.ended` (reason `shutdown`) for up to
@@ -613,7 +623,21 @@ impl<'a> Session<'a> {
                 },
             }
         }
-        let _ = self.flush_events().await;
+        if self.flush_events().await.is_err() {
+            return;
+        }
+        // Wait (bounded) for the Pong that confirms them, so they leave the journal;
+        // unconfirmed ones are sent again (same envelopes) after the next start.
+        let deadline = Instant::now() + timing::EVENTS_CONFIRM;
+        while self.control.events.in_flight() > 0 {
+            tokio::select! {
+                _ = sleep_until(deadline) => {
+                    tracing::info!("shutdown: events not confirmed yet stay queued on disk");
+                    break;
+                }
+                frame = self.ws.next() => if self.read_text(frame).is_err() { break },
+            }
+        }
     }
 
     // ---- I/O helpers ----------------------------------------------------------
@@ -644,7 +668,13 @@ impl<'a> Session<'a> {
                             .map(|f| format!(": {} {}", f.code, f.reason))
                             .unwrap_or_default()
                     ))),
-                    WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_) => Ok(None),
+                    WsMessage::Pong(payload) => {
+                        if let Some(seq) = events::pong_seq(&payload) {
+                            self.control.events.confirm(seq);
+                        }
+                        Ok(None)
+                    }
+                    WsMessage::Ping(_) | WsMessage::Frame(_) => Ok(None),
                 }
             }
         }

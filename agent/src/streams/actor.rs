@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::signals::{parse_thumbnail, LinkWatch};
 use super::stats::{parse_sink_stats, SinkStats};
 use super::{ActorCmd, StreamReport};
 
@@ -31,6 +32,10 @@ pub(super) struct StreamActor {
     plan: StreamPlan,
     reports: mpsc::Sender<StreamReport>,
     last: SinkStats,
+    links: LinkWatch,
+    /// Reports produced while handling a bus message, sent by the loop (events must
+    /// not be dropped, so they are sent with back-pressure, outside `on_message`).
+    outgoing: Vec<StreamReport>,
     /// `streams.source_lost_timeout_s`.
     source_lost_timeout: Option<Duration>,
     /// Since when the video source is lost (the slate on air).
@@ -88,6 +93,8 @@ impl StreamActor {
             plan,
             reports,
             last: SinkStats::default(),
+            links: LinkWatch::default(),
+            outgoing: Vec::new(),
             source_lost_timeout,
             video_lost_since: None,
             video_lost_reason: String::new(),
@@ -119,9 +126,6 @@ impl StreamActor {
             }
         };
         tracing::info!(stream_id = %id, pipeline = %self.plan.launch_line(), "starting stream");
-        if self.plan.thumbnails {
-            tracing::warn!(stream_id = %id, "thumbnails were asked for; this version does not send them yet");
-        }
         let bus = pipeline.bus().expect("a pipeline has a bus");
         let mut messages = bus.stream();
 
@@ -182,8 +186,12 @@ impl StreamActor {
                         if let Some(actions) = supervisor.on_message(&msg, Instant::now()) {
                             log_source_message(&id, &msg);
                             self.act(&supervisor, actions, &mut restarts).await;
-                        } else if let Some(end) = self.on_message(&msg) {
-                            break end;
+                        } else {
+                            let end = self.on_message(&msg);
+                            self.send_outgoing().await;
+                            if let Some(end) = end {
+                                break end;
+                            }
                         }
                     }
                     None => break Ending::Failed(EndReason::Error, "pipeline bus closed".into()),
@@ -200,9 +208,13 @@ impl StreamActor {
             }
             Ending::SourceLost(error) => {
                 self.drain_eos(&pipeline, &mut messages).await;
+                self.raise_failure(EndReason::SourceLost, &error).await;
                 (EndReason::SourceLost, Some(error), None)
             }
-            Ending::Failed(reason, error) => (reason, Some(error), None),
+            Ending::Failed(reason, error) => {
+                self.raise_failure(reason, &error).await;
+                (reason, Some(error), None)
+            }
         };
         if let Err(e) = set_state(&pipeline, gst::State::Null).await {
             tracing::warn!(stream_id = %id, error = %e, "pipeline did not go to NULL cleanly");
@@ -223,13 +235,58 @@ impl StreamActor {
         }
     }
 
-    /// Handle one bus message while live; `Some` ends the live phase.
+    /// Send what [`StreamActor::on_message`] produced: events with back-pressure
+    /// (never dropped), thumbnails only if the channel has room (a late preview is
+    /// worthless).
+    async fn send_outgoing(&mut self) {
+        for report in std::mem::take(&mut self.outgoing) {
+            match report {
+                StreamReport::Thumbnail(t) => {
+                    if self.reports.try_send(StreamReport::Thumbnail(t)).is_err() {
+                        tracing::debug!(stream_id = %self.plan.stream_id, "thumbnail dropped: control task behind");
+                    }
+                }
+                other => {
+                    let _ = self.reports.send(other).await;
+                }
+            }
+        }
+    }
+
+    /// A `critical` / `pipeline` event for a stream that failed, or a `warning` /
+    /// `stream` event when its source ended (docs/events.md).
+    async fn raise_failure(&mut self, reason: EndReason, error: &str) {
+        let id = &self.plan.stream_id;
+        let mut event = match reason {
+            EndReason::SourceLost => Event::new(
+                Severity::Warning,
+                Category::Stream,
+                format!("Stream {id} source lost: {error}"),
+            ),
+            _ => Event::new(
+                Severity::Critical,
+                Category::Pipeline,
+                format!("Stream {id} failed: {error}"),
+            ),
+        };
+        event.stream_id = Some(id.clone());
+        let _ = self.reports.send(StreamReport::Event(event.into())).await;
+    }
+
+    /// Handle one bus message while live; `Some` ends the live phase. Reports it
+    /// produces are left in `outgoing`.
     fn on_message(&mut self, msg: &gst::Message) -> Option<Ending> {
         match msg.view() {
             gst::MessageView::Element(e) => {
                 if let Some(s) = e.structure() {
                     if let Some(stats) = parse_sink_stats(s) {
+                        let id = &self.plan.stream_id;
+                        let events = self.links.update(id, &stats.links);
+                        self.outgoing
+                            .extend(events.into_iter().map(StreamReport::Event));
                         self.last = stats;
+                    } else if let Some(thumb) = parse_thumbnail(&self.plan.stream_id, s) {
+                        self.outgoing.push(StreamReport::Thumbnail(thumb));
                     }
                 }
                 None
@@ -263,7 +320,8 @@ impl StreamActor {
                 Action::Report(ev) => {
                     let event = self.source_event(supervisor, &ev);
                     tracing::info!(stream_id = %self.plan.stream_id, message = %event.message, "source event");
-                    if self.reports.send(StreamReport::Event(event)).await.is_err() {
+                    let raise = source_transition(&self.plan.stream_id, &ev, event);
+                    if self.reports.send(StreamReport::Event(raise)).await.is_err() {
                         tracing::warn!(stream_id = %self.plan.stream_id, "no control task to report an event to");
                     }
                 }
@@ -384,7 +442,7 @@ impl StreamActor {
                     None => return,
                     Some(msg) => match msg.view() {
                         gst::MessageView::Eos(_) | gst::MessageView::Error(_) => return,
-                        _ => { let _ = self.on_message(&msg); }
+                        _ => { let _ = self.on_message(&msg); self.send_outgoing().await; }
                     },
                 },
             }
@@ -467,4 +525,18 @@ async fn wait_playing(
             }
         }
     }
+}
+
+/// A source switch as a transition of subject `source/{stream_id}/{essence}` into
+/// `lost` or `restored`, so the 2 s flap filter applies (crate::events).
+fn source_transition(stream_id: &str, ev: &SourceEvent, event: Event) -> crate::events::Raise {
+    let (essence, state) = match ev {
+        SourceEvent::Lost { essence, .. } => (*essence, "lost"),
+        SourceEvent::Restored { essence, .. } => (*essence, "restored"),
+    };
+    crate::events::Raise::transition(
+        event,
+        format!("source/{stream_id}/{}", essence.as_str()),
+        state,
+    )
 }

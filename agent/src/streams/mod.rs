@@ -10,6 +10,7 @@
 //! `gst::Bus::stream`.
 
 mod actor;
+mod signals;
 mod stats;
 
 use std::collections::HashMap;
@@ -18,13 +19,15 @@ use std::sync::{Arc, Mutex};
 
 use braid_pipelines::{PlanError, StreamPlan};
 use braid_protocol::error::{ErrorBody, ErrorCode};
-use braid_protocol::event::Event;
 use braid_protocol::stream::{
     BondingConfig, BondingLink, EndReason, SchedulerConfig, StreamEnded, StreamStart, StreamStats,
 };
+use braid_protocol::thumbnail::Thumbnail;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+use crate::events::Raise;
 
 /// What stream actors report to the control connection. Sent on the channel given
 /// to [`spawn`]; the control task forwards each as a message of the same name.
@@ -36,8 +39,14 @@ pub enum StreamReport {
     /// `stream.ended`, once per stream (always delivered to the channel).
     Ended(StreamEnded),
     /// An `event` (PROTOCOL.md §6) raised by a stream (link down, source lost…);
-    /// the control task queues it like its own events.
-    Event(Event),
+    /// the control task queues it like its own events. A plain
+    /// `braid_protocol::event::Event` converts with `.into()`; state changes use
+    /// [`Raise::transition`] so the 2 s flap filter applies (crate::events).
+    Event(Raise),
+    /// `thumbnail` (PROTOCOL.md §4): a 320×180 JPEG of a stream started with
+    /// `thumbnails: true`, about every 10 s (dropped when the channel is full and
+    /// while the control plane is disconnected: a stale picture is worthless).
+    Thumbnail(Thumbnail),
 }
 
 /// Settings of the stream manager that come from the agent config.
