@@ -21,3 +21,8 @@ lint:
 
 fmt:
 	cargo fmt --all
+
+# Agent idle footprint (docs/benchmarks.md), about 4 minutes; not part of `make test`.
+.PHONY: bench-idle
+bench-idle: setup
+	bash scripts/bench-idle.sh

@@ -44,6 +44,25 @@ enum Cmd {
         #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
     },
+    /// Print one `device.status` payload (JSON) as the agent would send it, after
+    /// watching ModemManager for a moment; with `--v4l2-record DIR`, also write the
+    /// V4L2 answers of every `/dev/videoN` as JSON recordings (for a field report or
+    /// a test fixture).
+    Devices {
+        /// `agent.media_dir` to list.
+        #[arg(long, default_value = "/var/lib/braid/media")]
+        media_dir: PathBuf,
+        /// Write `videoN.json` recordings here.
+        #[arg(long)]
+        v4l2_record: Option<PathBuf>,
+    },
+    /// Probe one saved media file with GStreamer's discoverer and print
+    /// `{"duration_s":N}` or `{"error":"…"}` (the agent's probe helper).
+    #[command(hide = true)]
+    ProbeMedia {
+        /// The file.
+        file: PathBuf,
+    },
     /// Decode a received MPEG-TS file and check its continuity counters.
     VerifyTs {
         /// The TS file.
@@ -106,6 +125,25 @@ fn run(command: Cmd) -> anyhow::Result<u8> {
         Cmd::Devplane(opts) => {
             let code = runtime()?.block_on(braid_agent::devplane::run(opts))?;
             Ok(u8::try_from(code).unwrap_or(1))
+        }
+        Cmd::Devices {
+            media_dir,
+            v4l2_record,
+        } => {
+            braid_agent::media::init()?;
+            let json = runtime()?.block_on(braid_agent::device::report_once(&media_dir))?;
+            println!("{json}");
+            if let Some(dir) = v4l2_record {
+                for file in braid_agent::device::v4l::record_all(&dir)? {
+                    eprintln!("recorded {}", file.display());
+                }
+            }
+            Ok(0)
+        }
+        Cmd::ProbeMedia { file } => {
+            braid_agent::media::init()?;
+            println!("{}", braid_agent::device::media::probe_answer(&file));
+            Ok(0)
         }
         Cmd::VerifyTs { file } => {
             braid_agent::media::init()?;

@@ -10,11 +10,9 @@
 //! 127.0.0.1. Link 0 has no interface and is never touched.
 //!
 //! The guard acts through `StreamsHandle::update_links`, which re-sets the live
-//! `ristbondsink`'s `config`. The element in this tree reads `config` at start only
-//! (docs/elements.md); until it applies it while PLAYING (issue 3), the checks on
-//! the wire (link 1 leaves `stream.stats`, the receiver gets nothing more on it,
-//! then packets again) run only in the ignored test
-//! `link_leaves_and_rejoins_the_wire` (`cargo test --test device_links -- --ignored`).
+//! `ristbondsink`'s `config` (diffed by link id while PLAYING, docs/elements.md):
+//! link 1 leaves `stream.stats` and the receiver gets nothing more on it, then it
+//! is back with packets flowing again.
 
 mod common;
 mod mmock;
@@ -106,20 +104,10 @@ async fn wait_link_event(
     }
 }
 
+/// Start a two-link stream, pull link 1's modem, bring it back; check events, the
+/// stream's links in `stream.stats` and what the receiver gets on each link.
 #[tokio::test]
 async fn link_follows_its_modem_away_and_back() {
-    scenario(false).await;
-}
-
-#[tokio::test]
-#[ignore = "needs ristbondsink to apply `config` while PLAYING (issue 3)"]
-async fn link_leaves_and_rejoins_the_wire() {
-    scenario(true).await;
-}
-
-/// Start a two-link stream, pull link 1's modem, bring it back. With `wire`, also
-/// check the stream's links in `stream.stats` and at the receiver.
-async fn scenario(wire: bool) {
     let dir = tempfile::tempdir().unwrap();
     let bus = SystemBus::start();
     let mm = MockModemManager::start(&bus).await;
@@ -127,16 +115,9 @@ async fn scenario(wire: bool) {
     mm.add_modem(&modem).await;
 
     braid_agent::media::init().unwrap();
-    let mut pool = PortPool::new(if wire {
-        PortRange {
-            first: 23500,
-            last: 23998,
-        }
-    } else {
-        PortRange {
-            first: 23000,
-            last: 23498,
-        }
+    let mut pool = PortPool::new(PortRange {
+        first: 23000,
+        last: 23998,
     });
     let ports = pool.allocate(2).expect("two free port pairs");
     let out = dir.path().join("out.ts");
@@ -198,69 +179,53 @@ async fn scenario(wire: bool) {
     assert_eq!(down["details"]["link_id"], json!(1));
     assert_eq!(down["details"]["interface"], json!("lo"));
     let receiver = rx.report_handle();
-    let link1_at_removal;
-    if wire {
-        let during = stats_where(&mut conn, &mut events, "link 1 gone", |s| ids(s) == [0]).await;
-        let later = stats_where(&mut conn, &mut events, "link 0 still sending", |s| {
-            ids(s) == [0] && s.output.packets_sent > during.output.packets_sent
-        })
-        .await;
-        assert!(later.links[0].sent_bytes > during.links[0].sent_bytes);
-        link1_at_removal = receiver
+    let during = stats_where(&mut conn, &mut events, "link 1 gone", |s| ids(s) == [0]).await;
+    let later = stats_where(&mut conn, &mut events, "link 0 still sending", |s| {
+        ids(s) == [0] && s.output.packets_sent > during.output.packets_sent
+    })
+    .await;
+    assert!(later.links[0].sent_bytes > during.links[0].sent_bytes);
+    let link1 = || {
+        receiver
             .lock()
             .unwrap()
             .link_packets
             .get(1)
             .copied()
-            .unwrap_or(0);
-    } else {
-        // The stream carries on.
-        let during = stats_where(&mut conn, &mut events, "stats", |_| true).await;
-        stats_where(&mut conn, &mut events, "the stream still sending", |s| {
-            s.output.packets_sent > during.output.packets_sent
-                && s.links.iter().find(|l| l.id == 0).map(|l| l.sent_bytes)
-                    > during
-                        .links
-                        .iter()
-                        .find(|l| l.id == 0)
-                        .map(|l| l.sent_bytes)
-        })
-        .await;
-        link1_at_removal = 0;
-    }
+            .unwrap_or(0)
+    };
+    // Nothing more arrives on link 1 while its modem is away.
+    let link1_at_removal = link1();
+    stats_where(&mut conn, &mut events, "two more seconds", |s| {
+        s.output.packets_sent > later.output.packets_sent + 100
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(link1(), link1_at_removal, "link 1 still carried packets");
 
     // The modem comes back: the very same link returns.
     mm.add_modem(&modem).await;
     wait_link_event(&mut conn, &mut events, "info", "Link 1 (lo) restored").await;
-    if wire {
-        let back = stats_where(&mut conn, &mut events, "link 1 back", |s| ids(s) == [0, 1]).await;
-        let before = back
-            .links
-            .iter()
-            .find(|b| b.id == 1)
-            .map_or(0, |b| b.sent_bytes);
-        stats_where(&mut conn, &mut events, "link 1 sending again", |s| {
-            s.links.iter().any(|l| l.id == 1 && l.sent_bytes > before)
-        })
-        .await;
-        let deadline = Instant::now() + T;
-        loop {
-            let now = receiver
-                .lock()
-                .unwrap()
-                .link_packets
-                .get(1)
-                .copied()
-                .unwrap_or(0);
-            if now > link1_at_removal {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the receiver got nothing more on link 1"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
+    let back = stats_where(&mut conn, &mut events, "link 1 back", |s| ids(s) == [0, 1]).await;
+    let before = back
+        .links
+        .iter()
+        .find(|b| b.id == 1)
+        .map_or(0, |b| b.sent_bytes);
+    stats_where(&mut conn, &mut events, "link 1 sending again", |s| {
+        s.links.iter().any(|l| l.id == 1 && l.sent_bytes > before)
+    })
+    .await;
+    let deadline = Instant::now() + T;
+    loop {
+        if link1() > link1_at_removal {
+            break;
         }
+        assert!(
+            Instant::now() < deadline,
+            "the receiver got nothing more on link 1"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // Still exactly one down and one restored event for link 1.
     collect(&mut conn, &mut events, Duration::from_secs(3)).await;

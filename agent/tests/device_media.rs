@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use braid_agent::device::media::SavedMediaScanner;
+use braid_agent::device::media::{MediaProbe, SavedMediaScanner};
 use gst::prelude::*;
 
 /// Encode `seconds` of test pattern into an MP4 at `path`.
@@ -65,4 +65,9 @@ fn durations_and_per_file_errors() {
 
     // Probes are remembered per file version: a second scan gives the same.
     assert_eq!(scanner.scan(dir.path()), list);
+
+    // The agent's way: the same answers from `braid-agent probe-media` helpers.
+    let exe = std::path::PathBuf::from(env!("CARGO_BIN_EXE_braid-agent"));
+    let mut helper = SavedMediaScanner::new(MediaProbe::Helper(exe));
+    assert_eq!(helper.scan(dir.path()), list);
 }

@@ -431,3 +431,30 @@ async fn no_system_bus_is_a_warning_not_a_failure() {
     conn.recv_type("health", T).await;
     assert!(!agent.log().contains("panicked"), "{}", agent.log());
 }
+
+#[tokio::test]
+async fn devices_command_prints_the_report_with_modems() {
+    let bus = SystemBus::start();
+    let mm = MockModemManager::start(&bus).await;
+    mm.add_modem(&ModemSpec::lte(0, "wwan0", "Vodafone")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(AGENT)
+        .args(["devices", "--media-dir"])
+        .arg(dir.path())
+        .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status: DeviceStatus = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json(&status.modem_manager), "running");
+    assert_eq!(names(&status), ["wwan0"]);
+    assert_eq!(
+        modem(&status, "wwan0").unwrap().carrier.as_deref(),
+        Some("Vodafone")
+    );
+}

@@ -6,8 +6,9 @@
 use std::path::{Path, PathBuf};
 
 use braid_agent::device::modem::ModemSnapshot;
-use braid_agent::device::v4l::{describe, CaptureLister, Recording};
+use braid_agent::device::v4l::{describe, pipeline_modes, CaptureLister, Recording};
 use braid_agent::device::{StatusCollector, SysPaths};
+use braid_pipelines::v4l2::{choose_mode, Fps, PixelFormat};
 use braid_protocol::device::StreamState;
 
 fn fixture(name: &str) -> Recording {
@@ -167,4 +168,43 @@ fn no_devices_yields_only_the_test_pattern() {
         assert!(status.saved_media.is_empty());
         assert_eq!(status.modem_manager, None);
     }
+}
+
+#[test]
+fn listed_modes_feed_the_pipeline_mode_choice() {
+    let grabber = describe(&fixture("uvc-hdmi-grabber-video0.json"))
+        .unwrap()
+        .unwrap();
+    let modes = pipeline_modes(&grabber.modes);
+    // 1080p30: only MJPEG reaches 30 frames/s at that size.
+    let c = choose_mode(&modes, 1920, 1080, 30).unwrap();
+    assert_eq!(
+        (c.format, c.width, c.height, c.fps),
+        (PixelFormat::Mjpeg, 1920, 1080, Fps { num: 30, den: 1 })
+    );
+    // 640x480@30: raw YUYV beats MJPEG at the same size and rate.
+    let c = choose_mode(&modes, 640, 480, 30).unwrap();
+    assert_eq!(c.format, PixelFormat::Yuyv);
+    assert_eq!(
+        c.caps(),
+        "video/x-raw,format=YUY2,width=640,height=480,framerate=30/1"
+    );
+
+    let camlink = describe(&fixture("camlink-4k.json")).unwrap().unwrap();
+    let c = choose_mode(&pipeline_modes(&camlink.modes), 1920, 1080, 30).unwrap();
+    assert_eq!(
+        (c.format, c.fps),
+        (
+            PixelFormat::Nv12,
+            Fps {
+                num: 30000,
+                den: 1001
+            }
+        )
+    );
+    // Without enumerated rates nothing can be chosen from.
+    let loopback = describe(&fixture("loopback-no-enum.json"))
+        .unwrap()
+        .unwrap();
+    assert!(pipeline_modes(&loopback.modes).is_empty());
 }

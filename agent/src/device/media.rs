@@ -2,6 +2,13 @@
 //! folder (`agent.media_dir`) with size and duration (GStreamer's discoverer,
 //! `gst_pbutils::Discoverer`, probed once per file version). A file that cannot be
 //! read or is not media is listed with an `error`; nothing here fails the report.
+//!
+//! In the daemon the probe runs in a short-lived helper process (`braid-agent
+//! probe-media FILE`, [`MediaProbe::Helper`]): the discoverer's typefinding and
+//! autoplugging load dozens of GStreamer plugins (libav, rsvg, flite…) that stay
+//! mapped for the life of a process — about 45 MiB of RSS for one MP4
+//! (docs/benchmarks.md "Agent idle footprint") — and a demuxer crash on a bad file
+//! then costs a probe, not the agent.
 
 use std::collections::HashMap;
 use std::fs;
@@ -16,13 +23,36 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Outcome of probing one file version.
 type Probe = Result<u64, String>;
 
+/// Where the discoverer runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum MediaProbe {
+    /// In this process (tests, tools).
+    #[default]
+    InProcess,
+    /// In `EXE probe-media FILE` (the `braid-agent` binary), killed after
+    /// [`HELPER_TIMEOUT`].
+    Helper(PathBuf),
+}
+
+/// Longest a probe helper may run.
+pub const HELPER_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Lists the media folder, remembering each file's probe by (mtime, size).
 #[derive(Default)]
 pub struct SavedMediaScanner {
     probes: HashMap<PathBuf, (SystemTime, u64, Probe)>,
+    how: MediaProbe,
 }
 
 impl SavedMediaScanner {
+    /// A scanner probing as `how` says.
+    pub fn new(how: MediaProbe) -> Self {
+        Self {
+            probes: HashMap::new(),
+            how,
+        }
+    }
+
     /// Regular files directly in `dir` (hidden files and sub-folders left out),
     /// sorted by name. `duration_s` in whole seconds from the discoverer when
     /// GStreamer is initialised (else 0, no error); `error` says why a file has no
@@ -49,9 +79,12 @@ impl SavedMediaScanner {
                 let probe = match self.probes.get(&path) {
                     Some((m, s, p)) if *m == mtime && *s == size => p.clone(),
                     _ => {
-                        let p = probe(&path);
+                        let p = match &self.how {
+                            MediaProbe::InProcess => probe(&path),
+                            MediaProbe::Helper(exe) => probe_with_helper(exe, &path),
+                        };
                         // Without GStreamer nothing was learnt: ask again next time.
-                        if gst_ready() {
+                        if gst_ready() || matches!(self.how, MediaProbe::Helper(_)) {
                             self.probes.insert(path.clone(), (mtime, size, p.clone()));
                         }
                         p
@@ -78,6 +111,76 @@ impl SavedMediaScanner {
 
 fn gst_ready() -> bool {
     gst::INITIALIZED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// The answer of `braid-agent probe-media FILE` on stdout.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProbeAnswer {
+    /// Duration, whole seconds, when probed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_s: Option<u64>,
+    /// Why not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// `braid-agent probe-media FILE`: probe in this process (GStreamer must be
+/// initialised) and give the answer as one JSON line.
+pub fn probe_answer(path: &Path) -> String {
+    let answer = match probe(path) {
+        Ok(d) => ProbeAnswer {
+            duration_s: Some(d),
+            error: None,
+        },
+        Err(e) => ProbeAnswer {
+            duration_s: None,
+            error: Some(e),
+        },
+    };
+    serde_json::to_string(&answer).unwrap_or_else(|_| "{}".into())
+}
+
+/// Probe `path` with `exe probe-media`, killed after [`HELPER_TIMEOUT`].
+fn probe_with_helper(exe: &Path, path: &Path) -> Probe {
+    if let Err(e) = fs::File::open(path) {
+        return Err(format!("cannot read: {e}"));
+    }
+    let mut child = std::process::Command::new(exe)
+        .arg("probe-media")
+        .arg(path)
+        .env("BRAID_LOG", "error")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot probe: {} probe-media: {e}", exe.display()))?;
+    let deadline = std::time::Instant::now() + HELPER_TIMEOUT;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err("probe timed out".to_owned());
+            }
+        }
+    }
+    let mut out = String::new();
+    if let Some(mut stdout) = child.stdout.take() {
+        use std::io::Read;
+        let _ = stdout.read_to_string(&mut out);
+    }
+    match serde_json::from_str::<ProbeAnswer>(out.trim()) {
+        Ok(ProbeAnswer {
+            duration_s: Some(d),
+            ..
+        }) => Ok(d),
+        Ok(ProbeAnswer { error: Some(e), .. }) => Err(e),
+        _ => Err("cannot probe: the probe helper failed (crashed on this file?)".to_owned()),
+    }
 }
 
 /// Duration of a media file in whole seconds. Errors: the file cannot be opened,

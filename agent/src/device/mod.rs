@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use events::EventSink;
-use media::SavedMediaScanner;
+use media::{MediaProbe, SavedMediaScanner};
 use modem::{ManagerStatus, ModemSnapshot, ModemWatcher};
 use notify::ChangeNotifier;
 use system::SystemSampler;
@@ -82,11 +82,21 @@ impl StatusCollector {
     /// A collector listing `media_dir` in `saved_media`, reading `paths`, with the
     /// modems of `modems`.
     pub fn new(media_dir: &Path, paths: SysPaths, modems: watch::Receiver<ModemSnapshot>) -> Self {
+        Self::with_probe(media_dir, paths, modems, MediaProbe::InProcess)
+    }
+
+    /// As [`StatusCollector::new`], probing saved media as `probe` says.
+    pub fn with_probe(
+        media_dir: &Path,
+        paths: SysPaths,
+        modems: watch::Receiver<ModemSnapshot>,
+        probe: MediaProbe,
+    ) -> Self {
         Self {
             media_dir: media_dir.to_owned(),
             paths,
             system: SystemSampler::new(),
-            media: SavedMediaScanner::default(),
+            media: SavedMediaScanner::new(probe),
             capture: CaptureLister::default(),
             modems,
         }
@@ -134,15 +144,22 @@ pub struct DeviceOptions {
     /// Follow ModemManager on the system bus (off: no modem figures, no modem
     /// events; `modem_manager` stays absent from `device.status`).
     pub modems: bool,
+    /// Where saved media are probed.
+    pub media_probe: MediaProbe,
 }
 
 impl DeviceOptions {
-    /// The real system, modems on, listing `media_dir`.
+    /// The real system, modems on, listing `media_dir`; saved media are probed by
+    /// a helper process when this is the `braid-agent` binary (see [`media`]).
     pub fn new(media_dir: &Path) -> Self {
+        let helper = std::env::current_exe()
+            .ok()
+            .filter(|exe| exe.file_name().is_some_and(|n| n == "braid-agent"));
         Self {
             media_dir: media_dir.to_owned(),
             paths: SysPaths::default(),
             modems: true,
+            media_probe: helper.map_or(MediaProbe::InProcess, MediaProbe::Helper),
         }
     }
 }
@@ -210,10 +227,43 @@ pub fn spawn(
     if let Some(streams) = streams {
         tracker.spawn(links::run(streams, modems_rx.clone(), events, cancel));
     }
-    let collector = StatusCollector::new(&options.media_dir, options.paths, modems_rx.clone());
+    let collector = StatusCollector::with_probe(
+        &options.media_dir,
+        options.paths,
+        modems_rx.clone(),
+        options.media_probe,
+    );
     DeviceHandle {
         collector: Arc::new(Mutex::new(collector)),
         changes,
         modems: modems_rx,
     }
+}
+
+/// One `device.status` payload of this machine as pretty JSON (`braid-agent
+/// devices`): the watchers run for 1.5 s first so that ModemManager's modems are
+/// in it. Errors: JSON encoding only.
+pub async fn report_once(media_dir: &Path) -> anyhow::Result<String> {
+    let cancel = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let handle = spawn(
+        DeviceOptions::new(media_dir),
+        EventSink::log_only(),
+        None,
+        cancel.clone(),
+        &tracker,
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let collector = handle.collector();
+    let status = tokio::task::spawn_blocking(move || {
+        collector
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .collect(StreamState::Idle, &[])
+    })
+    .await?;
+    cancel.cancel();
+    tracker.close();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), tracker.wait()).await;
+    Ok(serde_json::to_string_pretty(&status)?)
 }

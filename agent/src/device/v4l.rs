@@ -250,6 +250,55 @@ impl fmt::Display for CaptureMode {
     }
 }
 
+/// The listing's modes in the form `braid_pipelines::v4l2::choose_mode` takes (one
+/// [`braid_pipelines::v4l2::V4l2Mode`] per pixel format and size, its rates as a
+/// list; `YUYV` → `Yuyv`, `NV12` → `Nv12`, `MJPG` → `Mjpeg`, other FourCCs as raw
+/// formats by GStreamer name where known, e.g. `UYVY`, `I420`, `RGB`). Modes without
+/// an enumerated rate are left out; so are compressed formats other than MJPEG
+/// (H.264 cameras) the negotiation does not handle.
+pub fn pipeline_modes(modes: &[CaptureMode]) -> Vec<braid_pipelines::v4l2::V4l2Mode> {
+    use braid_pipelines::v4l2::{Fps, PixelFormat, Rates, V4l2Mode};
+    let mut out: Vec<V4l2Mode> = Vec::new();
+    for m in modes {
+        let Some(rate) = m.rate else { continue };
+        let format = match m.fourcc.as_str() {
+            "YUYV" => PixelFormat::Yuyv,
+            "NV12" => PixelFormat::Nv12,
+            "MJPG" | "JPEG" => PixelFormat::Mjpeg,
+            "UYVY" | "YV12" | "NV21" | "NV16" | "GREY" => PixelFormat::OtherRaw(m.fourcc.clone()),
+            "YU12" => PixelFormat::OtherRaw("I420".into()),
+            "RGB3" => PixelFormat::OtherRaw("RGB".into()),
+            "BGR3" => PixelFormat::OtherRaw("BGR".into()),
+            _ => continue,
+        };
+        let (Ok(num), Ok(den)) = (i32::try_from(rate.num), i32::try_from(rate.den)) else {
+            continue;
+        };
+        let fps = Fps { num, den };
+        match out
+            .iter_mut()
+            .find(|o| o.format == format && o.width == m.width && o.height == m.height)
+        {
+            Some(V4l2Mode {
+                rates: Rates::List(list),
+                ..
+            }) => {
+                if !list.contains(&fps) {
+                    list.push(fps);
+                }
+            }
+            Some(_) => {}
+            None => out.push(V4l2Mode {
+                format,
+                width: m.width,
+                height: m.height,
+                rates: Rates::List(vec![fps]),
+            }),
+        }
+    }
+    out
+}
+
 /// A capture node as `device.status` shows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CaptureDevice {
@@ -669,6 +718,32 @@ impl Node for Recording {
     }
 }
 
+/// Record every `/dev/videoN` the kernel lists into `dir/videoN.json` (created if
+/// needed); nodes that cannot be opened are skipped with a message on stderr.
+/// Returns the files written. Errors: `dir` cannot be created or written.
+pub fn record_all(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    fs::create_dir_all(dir)?;
+    let mut written = Vec::new();
+    for name in node_names(Path::new(SYS_CLASS_V4L)) {
+        let path = Path::new(DEV_DIR).join(&name);
+        let recording = std::panic::catch_unwind(|| {
+            let node = LiveNode::open(&path).map_err(|e| open_error(&path, &e))?;
+            Recording::record(&path.to_string_lossy(), &node).map_err(|e| e.to_string())
+        })
+        .unwrap_or_else(|_| Err("the V4L2 driver answered with unreadable strings".into()));
+        match recording {
+            Ok(r) => {
+                let file = dir.join(format!("{name}.json"));
+                let json = serde_json::to_string_pretty(&r).map_err(io::Error::other)?;
+                fs::write(&file, json + "\n")?;
+                written.push(file);
+            }
+            Err(e) => eprintln!("{}: {e}", path.display()),
+        }
+    }
+    Ok(written)
+}
+
 /// `videoN` names under `sys_class_v4l`, sorted by number.
 pub fn node_names(sys_class_v4l: &Path) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(sys_class_v4l)
@@ -737,15 +812,17 @@ pub fn held_by_others(proc_dir: &Path, nodes: &[PathBuf]) -> HashSet<PathBuf> {
     held
 }
 
-/// A probed node: its (modification time, inode) key and the probe result.
-type CachedProbe = ((u64, u64), Result<Option<CaptureDevice>, String>);
-
 /// What a node was found to be, cached per node identity (inode, device number):
 /// a re-plugged device gets a new node and is probed again.
 #[derive(Debug, Default)]
 pub struct CaptureLister {
-    cache: HashMap<PathBuf, CachedProbe>,
+    cache: HashMap<PathBuf, (NodeId, Probed)>,
 }
+
+/// (inode, device number) of a device node.
+type NodeId = (u64, u64);
+/// A capture device, not a capture node, or why it could not be described.
+type Probed = Result<Option<CaptureDevice>, String>;
 
 impl CaptureLister {
     /// The capture entries of `media_inputs`: each capture node under

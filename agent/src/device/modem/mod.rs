@@ -139,6 +139,8 @@ enum SessionEnd {
     Cancelled,
     /// ModemManager released its name (stopped or crashed).
     ManagerGone,
+    /// Another process took the name over directly (no absence in between).
+    ManagerReplaced,
     /// A D-Bus error (bus connection lost, ModemManager not answering).
     Error(String),
 }
@@ -514,10 +516,24 @@ impl ModemWatcher {
                     }
                 }
             }
-            match self.follow(conn, &mut owners, cancel).await {
+            // Who owns the name now: owner signals naming this owner are old news
+            // (it may have appeared between the subscription and NameHasOwner).
+            let owner =
+                match tokio::time::timeout(CALL_TIMEOUT, dbus.get_name_owner(name.clone())).await {
+                    Ok(Ok(o)) => o.to_string(),
+                    // Gone again already: wait for it.
+                    Ok(Err(_)) => continue,
+                    Err(_) => return SessionEnd::Error("GetNameOwner timed out".into()),
+                };
+            match self.follow(conn, &owner, &mut owners, cancel).await {
                 SessionEnd::ManagerGone => {
                     tracing::warn!("ModemManager left the bus");
                     self.absent("ModemManager stopped".into());
+                }
+                SessionEnd::ManagerReplaced => {
+                    tracing::warn!(
+                        "ModemManager was replaced by another process; re-reading modems"
+                    );
                 }
                 end => return end,
             }
@@ -528,6 +544,7 @@ impl ModemWatcher {
     async fn follow(
         &mut self,
         conn: &Connection,
+        owner: &str,
         owners: &mut zbus::fdo::NameOwnerChangedStream,
         cancel: &CancellationToken,
     ) -> SessionEnd {
@@ -597,10 +614,13 @@ impl ModemWatcher {
                 signal = owners.next() => match signal {
                     None => return SessionEnd::Error("bus connection closed".into()),
                     Some(s) => {
-                        // Released, or handed to a new process: either way the objects
-                        // we follow are gone.
-                        let _ = s;
-                        return SessionEnd::ManagerGone;
+                        let Ok(args) = s.args() else { continue };
+                        match args.new_owner().as_ref() {
+                            None => return SessionEnd::ManagerGone,
+                            Some(new) if new.as_str() == owner => {}
+                            // Handed to a new process: the objects we follow are gone.
+                            Some(_) => return SessionEnd::ManagerReplaced,
+                        }
                     }
                 },
                 signal = added.next() => {
