@@ -30,18 +30,55 @@ pub struct RunOptions {
     pub wait_for_config: bool,
 }
 
-/// Run the agent with the config file at `config_path` until SIGTERM/SIGINT.
-/// Errors: config (file, line and fix), GStreamer initialisation, or a
-/// control-plane setting that can never work (`ws://` without
-/// `BRAID_ALLOW_INSECURE=1`, bad TLS settings, no identity).
-pub async fn run(config_path: &Path) -> anyhow::Result<()> {
+/// How `braid-agent run` ended (without error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// SIGTERM/SIGINT: exit 0.
+    Stopped,
+    /// Stopped to be restarted into another binary (after `agent.update` with
+    /// `restart_after`, or an update rollback): exit
+    /// [`crate::update::RESTART_EXIT_CODE`] so that systemd starts the binary again.
+    Restart,
+}
+
+/// Load the config file, apply the environment and `<state_dir>/remote-config.toml`
+/// (keys set by `config.set`). Errors: the file or the overrides are invalid.
+pub fn load_config(config_path: &Path) -> anyhow::Result<crate::config::Config> {
+    Ok(service::check(config_path)?.config)
+}
+
+/// `braid-agent preflight`: what a freshly downloaded binary must pass before
+/// `agent.update` installs it: the config loads, GStreamer initialises and our
+/// elements are registered. Prints [`crate::update::PREFLIGHT_OK`] on success.
+pub fn preflight(config_path: &Path) -> anyhow::Result<()> {
+    service::check(config_path)?;
+    crate::media::init()?;
+    for element in ["ristbondsink", "mpegtsmux"] {
+        anyhow::ensure!(
+            gst::ElementFactory::find(element).is_some(),
+            "GStreamer element {element} is missing"
+        );
+    }
+    println!(
+        "{} version={}",
+        crate::update::PREFLIGHT_OK,
+        control::AGENT_VERSION
+    );
+    Ok(())
+}
+
+/// Run the agent with the config file at `config_path` until SIGTERM/SIGINT or a
+/// restart request. Errors: config (file, line and fix), GStreamer
+/// initialisation, or a control-plane setting that can never work (`ws://`
+/// without `BRAID_ALLOW_INSECURE=1`, bad TLS settings, no identity).
+pub async fn run(config_path: &Path) -> anyhow::Result<Exit> {
     run_with(config_path, RunOptions::default()).await
 }
 
 /// [`run`] with options. Under systemd (`NOTIFY_SOCKET`) it reports `READY=1`
 /// after the first connect attempt, `STATUS=` lines, `WATCHDOG=1` when the
 /// unit has `WatchdogSec=`, and `STOPPING=1` ([`crate::notify`]).
-pub async fn run_with(config_path: &Path, options: RunOptions) -> anyhow::Result<()> {
+pub async fn run_with(config_path: &Path, options: RunOptions) -> anyhow::Result<Exit> {
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let Checked {
@@ -51,8 +88,8 @@ pub async fn run_with(config_path: &Path, options: RunOptions) -> anyhow::Result
     } = if options.wait_for_config {
         tokio::select! {
             checked = service::wait_for_config(config_path) => checked,
-            _ = sigterm.recv() => { notify::stopping(); tracing::info!("SIGTERM: stopping"); return Ok(()) }
-            _ = sigint.recv() => { notify::stopping(); tracing::info!("SIGINT: stopping"); return Ok(()) }
+            _ = sigterm.recv() => { notify::stopping(); tracing::info!("SIGTERM: stopping"); return Ok(Exit::Stopped) }
+            _ = sigint.recv() => { notify::stopping(); tracing::info!("SIGINT: stopping"); return Ok(Exit::Stopped) }
         }
     } else {
         service::check(config_path)?
@@ -68,6 +105,11 @@ pub async fn run_with(config_path: &Path, options: RunOptions) -> anyhow::Result
 
     // Events queued by a previous run are replayed from <state_dir>/events/.
     let events = crate::events::Events::open(&config.agent.state_dir);
+    let update = crate::update::UpdateHandle::startup(&config, config_path, allow_insecure);
+    if update.restart_requested() {
+        tracing::warn!("update rolled back at start: exiting to be restarted");
+        return Ok(Exit::Restart);
+    }
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
     let (state_tx, state_rx) = watch::channel(ConnectionState::Starting);
@@ -93,6 +135,7 @@ pub async fn run_with(config_path: &Path, options: RunOptions) -> anyhow::Result
         cancel.clone(),
         &tracker,
     );
+    let login_timeout = Duration::from_secs(config.update.login_timeout_s);
     let mut control = tracker.spawn(control::run(ControlParams {
         config,
         allow_insecure,
@@ -100,14 +143,18 @@ pub async fn run_with(config_path: &Path, options: RunOptions) -> anyhow::Result
         reports: reports_rx,
         events,
         cancel: cancel.clone(),
+        update: update.clone(),
         device,
         state: state_tx,
     }));
+    tokio::spawn(update.clone().watch_trial(login_timeout));
+    let restart = update.restart_token();
     tracker.close();
 
     let early = tokio::select! {
         _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping"); None }
         _ = sigint.recv() => { tracing::info!("SIGINT: stopping"); None }
+        _ = restart.cancelled() => { tracing::info!("restart requested: stopping"); None }
         result = &mut control => Some(result),
     };
     notify::stopping();
@@ -118,10 +165,15 @@ pub async fn run_with(config_path: &Path, options: RunOptions) -> anyhow::Result
     {
         tracing::warn!("graceful stop took longer than {SHUTDOWN_TIMEOUT:?}; exiting");
     }
+    let exit = if update.restart_requested() {
+        Exit::Restart
+    } else {
+        Exit::Stopped
+    };
     match early {
         Some(Ok(Ok(()))) | None => {
-            tracing::info!("stopped");
-            Ok(())
+            tracing::info!(?exit, "stopped");
+            Ok(exit)
         }
         Some(Ok(Err(e))) => Err(e.into()),
         Some(Err(e)) => Err(anyhow::anyhow!("control task failed: {e}")),

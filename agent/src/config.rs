@@ -27,10 +27,22 @@
 //! port = 8080
 //! [streams]
 //! source_lost_timeout_s = 600  # end a stream whose source stays lost (default: never)
+//! [update]
+//! binary_path = "/usr/bin/braid-agent"   # default: the running executable
+//! max_size_mb = 256
+//! login_timeout_s = 120
+//! [update.tls]                          # default: as [control_plane.tls]
+//! mode = "standard"
 //! ```
 //!
 //! The generic part ([`read_file`], [`parse_toml`], [`Source`]) is shared with
 //! the receiver's config (`braid-agent receive`, [`crate::receive`]).
+//!
+//! Keys a control plane may change with `config.set` (PROTOCOL.md §5) are kept in
+//! `<state_dir>/remote-config.toml` ([`REMOTE_FILE`], atomic, 0600) and applied
+//! over the file at every start ([`Config::apply_remote`]); the operator's file is
+//! never rewritten (it is a dpkg conffile, and `/etc` is read-only for the
+//! hardened service).
 
 use std::fmt;
 use std::io::ErrorKind;
@@ -72,6 +84,9 @@ pub struct Config {
     /// a key of the file.
     #[serde(skip)]
     pub source: Source,
+    /// `[update]`: `agent.update` (PROTOCOL.md §5).
+    #[serde(default)]
+    pub update: UpdateConfig,
 }
 
 /// `[streams]`.
@@ -83,6 +98,128 @@ pub struct StreamsSection {
     /// stays on air until the source returns or the stream is stopped. At least 1.
     #[serde(default)]
     pub source_lost_timeout_s: Option<u64>,
+}
+
+/// `[update]`: how `agent.update` installs a new binary (PROTOCOL.md §5;
+/// docs/protocol.md "agent.update").
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateConfig {
+    /// The binary to replace; its directory must be writable (the new binary is
+    /// written beside it and renamed over it; the previous one is kept as
+    /// `<binary_path>.prev`). Default: the running executable.
+    #[serde(default)]
+    pub binary_path: Option<PathBuf>,
+    /// Largest download accepted, MiB (default 256).
+    #[serde(default = "default_update_max_size_mb")]
+    pub max_size_mb: u64,
+    /// A new binary that has not logged in this long after its start is rolled
+    /// back, s (default 120, PROTOCOL.md §5 "automatic rollback").
+    #[serde(default = "default_login_timeout_s")]
+    pub login_timeout_s: u64,
+    /// TLS verification of the download server; absent: as `[control_plane.tls]`.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+}
+
+impl Default for UpdateConfig {
+    fn default() -> Self {
+        Self {
+            binary_path: None,
+            max_size_mb: default_update_max_size_mb(),
+            login_timeout_s: default_login_timeout_s(),
+            tls: None,
+        }
+    }
+}
+
+fn default_update_max_size_mb() -> u64 {
+    256
+}
+fn default_login_timeout_s() -> u64 {
+    120
+}
+
+/// File in the state directory holding the keys set by `config.set`.
+pub const REMOTE_FILE: &str = "remote-config.toml";
+
+/// Keys a control plane may change live with `config.set`, as persisted in
+/// [`REMOTE_FILE`] (TOML, same sections and names as the config file). Absent keys
+/// are not overridden.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteOverrides {
+    /// `[agent]` keys.
+    #[serde(default)]
+    pub agent: RemoteAgent,
+    /// `[update]` keys.
+    #[serde(default)]
+    pub update: RemoteUpdate,
+}
+
+/// `[agent]` keys of [`RemoteOverrides`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteAgent {
+    /// `agent.status_interval_s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_interval_s: Option<u64>,
+}
+
+/// `[update]` keys of [`RemoteOverrides`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteUpdate {
+    /// `update.max_size_mb`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_size_mb: Option<u64>,
+    /// `update.login_timeout_s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login_timeout_s: Option<u64>,
+}
+
+impl RemoteOverrides {
+    /// Read `<state_dir>/remote-config.toml`; `Ok(default)` when absent. Errors
+    /// name the file.
+    pub fn load(state_dir: &Path) -> Result<Self, ConfigError> {
+        let path = state_dir.join(REMOTE_FILE);
+        if matches!(std::fs::symlink_metadata(&path), Err(e) if e.kind() == ErrorKind::NotFound) {
+            return Ok(Self::default());
+        }
+        let text = read_file(
+            &path,
+            "restore the file or delete it (drops the control plane's settings)",
+        )?;
+        parse_toml(&text, &path, &|_| {
+            Some(format!(
+                "the control plane wrote this file with config.set; delete {} to drop its settings",
+                path.display()
+            ))
+        })
+    }
+
+    /// Write `<state_dir>/remote-config.toml` atomically (temp file 0600, fsync,
+    /// rename, directory fsync). Errors: I/O, naming the file.
+    pub fn store(&self, state_dir: &Path) -> std::io::Result<()> {
+        let text = format!(
+            "# Written by braid-agent: keys set by the control plane (config.set).\n# They override {DEFAULT_CONFIG_PATH} at every start. Delete this file to drop them.\n{}",
+            toml::to_string(self).map_err(std::io::Error::other)?
+        );
+        crate::credentials::write_atomic(&state_dir.join(REMOTE_FILE), text.as_bytes(), 0o600)
+    }
+
+    /// Put these overrides into `config` (values checked like the file's).
+    pub fn apply(&self, config: &mut Config) {
+        if let Some(v) = self.agent.status_interval_s.filter(|v| *v >= 1) {
+            config.agent.status_interval_s = v;
+        }
+        if let Some(v) = self.update.max_size_mb.filter(|v| *v >= 1) {
+            config.update.max_size_mb = v;
+        }
+        if let Some(v) = self.update.login_timeout_s.filter(|v| *v >= 1) {
+            config.update.login_timeout_s = v;
+        }
+    }
 }
 
 /// `[control_plane]`.
@@ -704,6 +841,20 @@ impl Config {
         }
     }
 
+    /// Apply `<state_dir>/remote-config.toml` (keys set by `config.set`) over this
+    /// config; call after [`Config::apply_env`]. Errors: the file exists but is not
+    /// valid (named).
+    pub fn apply_remote(&mut self) -> Result<(), ConfigError> {
+        RemoteOverrides::load(&self.agent.state_dir)?.apply(self);
+        Ok(())
+    }
+
+    /// The TLS settings for `agent.update` downloads: `[update.tls]`, else
+    /// `[control_plane.tls]`.
+    pub fn update_tls(&self) -> &TlsConfig {
+        self.update.tls.as_ref().unwrap_or(&self.control_plane.tls)
+    }
+
     /// The parsed pin for TLS mode `pinned`, `None` in the other modes.
     pub fn pin(&self) -> Option<Pin> {
         match self.control_plane.tls.mode {
@@ -771,6 +922,21 @@ impl Config {
             return Err(invalid(
                 "streams.source_lost_timeout_s",
                 "must be at least 1 (leave it out for never)".into(),
+            ));
+        }
+        if let Some(tls) = &self.update.tls {
+            if tls.mode == TlsMode::Pinned {
+                parse_pin(&tls.pin_sha256)
+                    .map_err(|e| invalid("update.tls.pin_sha256", e.to_string()))?;
+            }
+        }
+        if self.update.max_size_mb == 0 {
+            return Err(invalid("update.max_size_mb", "must be at least 1".into()));
+        }
+        if self.update.login_timeout_s == 0 {
+            return Err(invalid(
+                "update.login_timeout_s",
+                "must be at least 1".into(),
             ));
         }
         if self.agent.status_interval_s == 0 {
@@ -1054,6 +1220,63 @@ port = 9090
         );
         let err = parse("[control_plane]\nurl = \"wss://h/\"\n[streams]\nslate = 1\n").unwrap_err();
         assert!(err.to_string().contains("`streams.slate`"), "{err}");
+    }
+
+    #[test]
+    fn update_section() {
+        let c = parse("[control_plane]\nurl = \"wss://h/\"\n").unwrap();
+        assert_eq!(c.update, UpdateConfig::default());
+        assert_eq!(c.update_tls(), &c.control_plane.tls);
+        let c = parse(&format!(
+            "[control_plane]\nurl = \"wss://h/\"\n[update]\nbinary_path = \"/opt/b\"\nmax_size_mb = 64\nlogin_timeout_s = 30\n[update.tls]\nmode = \"pinned\"\npin_sha256 = \"{PIN}\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.update.binary_path, Some(PathBuf::from("/opt/b")));
+        assert_eq!(c.update_tls().mode, TlsMode::Pinned);
+        let err = parse("[control_plane]\nurl = \"wss://h/\"\n[update]\nlogin_timeout_s = 0\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("update.login_timeout_s"), "{err}");
+    }
+
+    #[test]
+    fn remote_overrides_round_trip_and_apply() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = parse("[control_plane]\nurl = \"wss://h/\"\n").unwrap();
+        c.agent.state_dir = dir.path().to_owned();
+        c.apply_remote().unwrap();
+        assert_eq!(c.agent.status_interval_s, 10, "no file: nothing changes");
+        let o = RemoteOverrides {
+            agent: RemoteAgent {
+                status_interval_s: Some(3),
+            },
+            update: RemoteUpdate {
+                max_size_mb: None,
+                login_timeout_s: Some(60),
+            },
+        };
+        o.store(dir.path()).unwrap();
+        let mode = std::fs::metadata(dir.path().join(REMOTE_FILE))
+            .unwrap()
+            .permissions();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o600
+        );
+        assert_eq!(RemoteOverrides::load(dir.path()).unwrap(), o);
+        c.apply_remote().unwrap();
+        assert_eq!(c.agent.status_interval_s, 3);
+        assert_eq!(c.update.login_timeout_s, 60);
+        assert_eq!(c.update.max_size_mb, 256);
+        std::fs::write(
+            dir.path().join(REMOTE_FILE),
+            "[agent]\nstate_dir = \"/x\"\n",
+        )
+        .unwrap();
+        let err = c.apply_remote().unwrap_err().to_string();
+        assert!(
+            err.contains(REMOTE_FILE) && err.contains("agent.state_dir"),
+            "{err}"
+        );
     }
 
     #[test]

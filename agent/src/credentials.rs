@@ -77,34 +77,47 @@ pub fn load(state_dir: &Path) -> Result<Option<Credentials>, CredentialsError> {
 /// over the file, fsync the directory. A crash leaves either the old or the new
 /// file, never a torn one.
 pub fn store(state_dir: &Path, creds: &Credentials) -> Result<(), CredentialsError> {
-    let io = |path: &Path| {
-        let path = path.to_owned();
-        move |source| CredentialsError::Io { path, source }
-    };
-    fs::create_dir_all(state_dir).map_err(io(state_dir))?;
     let target = path(state_dir);
-    let tmp = state_dir.join(format!("{FILE_NAME}.tmp"));
     let mut json = serde_json::to_vec_pretty(creds).map_err(|source| CredentialsError::Parse {
         path: target.clone(),
         source,
     })?;
     json.push(b'\n');
-    {
-        let _ = fs::remove_file(&tmp);
+    write_atomic(&target, &json, 0o600).map_err(|source| CredentialsError::Io {
+        path: target,
+        source,
+    })
+}
+
+/// Write `target` atomically with `mode`: create its directory if needed, write
+/// `<target>.tmp` (created with `mode`), fsync it, rename it over `target`, fsync
+/// the directory. A crash leaves either the old or the new file, never a torn one.
+/// Errors: any I/O step (the temp file is removed on failure).
+pub fn write_atomic(target: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    let dir = match target.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    fs::create_dir_all(&dir)?;
+    let mut tmp_name = target.file_name().unwrap_or_default().to_owned();
+    tmp_name.push(".tmp");
+    let tmp = dir.join(tmp_name);
+    let _ = fs::remove_file(&tmp);
+    let written = (|| {
         let mut file = OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io(&tmp))?;
-        file.write_all(&json).map_err(io(&tmp))?;
-        file.sync_all().map_err(io(&tmp))?;
+            .mode(mode)
+            .open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&tmp, target)
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
     }
-    fs::rename(&tmp, &target).map_err(io(&target))?;
-    File::open(state_dir)
-        .and_then(|dir| dir.sync_all())
-        .map_err(io(state_dir))?;
-    Ok(())
+    written?;
+    File::open(&dir).and_then(|d| d.sync_all())
 }
 
 #[cfg(test)]

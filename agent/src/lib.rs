@@ -8,6 +8,7 @@
 //! - [`device`]: `device.status` collectors.
 //! - [`streams`]: stream actors; [`media`]: GStreamer set-up and TS verification.
 //! - [`events`]: the persisted, filtered event queue (PROTOCOL.md §6).
+//! - [`update`]: `agent.update`: download, verify, swap, rollback.
 //! - [`agent`]: `braid-agent run`; [`devplane`]: `braid-agent devplane`.
 //! - [`service`], [`notify`]: config checks and systemd notifications for the
 //!   packaged units; [`receive`]: `braid-agent receive` (platform side).
@@ -25,3 +26,4 @@ pub mod receive;
 pub mod service;
 pub mod streams;
 pub mod tls;
+pub mod update;

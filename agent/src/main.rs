@@ -51,6 +51,21 @@ enum Cmd {
     /// Run a development control plane (WSS, self-signed, pinned) with an
     /// in-process receiver; prints `demo: OK …` or `demo: FAIL …` per stream.
     Devplane(braid_agent::devplane::Options),
+    /// Check that this binary can run with CONFIG (config, GStreamer, elements);
+    /// `agent.update` runs a downloaded binary this way before installing it.
+    Preflight {
+        /// TOML config file.
+        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+    },
+    /// Before the service starts (systemd `ExecStartPre=-<binary>.prev
+    /// update-guard`): count the starts of a freshly installed update and roll it
+    /// back after 3 starts without a login. Exits 0 unless the state is unreadable.
+    UpdateGuard {
+        /// TOML config file (for `agent.state_dir`).
+        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+    },
     /// Print one `device.status` payload (JSON) as the agent would send it, after
     /// watching ModemManager for a moment; with `--v4l2-record DIR`, also write the
     /// V4L2 answers of every `/dev/videoN` as JSON recordings (for a field report or
@@ -120,8 +135,10 @@ fn run(command: Cmd) -> anyhow::Result<u8> {
             wait_for_config,
         } => {
             let options = braid_agent::agent::RunOptions { wait_for_config };
-            runtime()?.block_on(braid_agent::agent::run_with(&config, options))?;
-            Ok(0)
+            match runtime()?.block_on(braid_agent::agent::run_with(&config, options))? {
+                braid_agent::agent::Exit::Stopped => Ok(0),
+                braid_agent::agent::Exit::Restart => Ok(braid_agent::update::RESTART_EXIT_CODE),
+            }
         }
         Cmd::CheckConfig { config } => match braid_agent::service::check(&config) {
             Ok(checked) => {
@@ -134,6 +151,16 @@ fn run(command: Cmd) -> anyhow::Result<u8> {
                 Ok(1)
             }
         },
+        Cmd::Preflight { config } => {
+            braid_agent::agent::preflight(&config)?;
+            Ok(0)
+        }
+        Cmd::UpdateGuard { config } => {
+            let config = braid_agent::agent::load_config(&config)?;
+            let outcome = braid_agent::update::guard(&config.agent.state_dir)?;
+            tracing::info!(?outcome, "update-guard");
+            Ok(0)
+        }
         Cmd::Receive { config } => {
             runtime()?.block_on(braid_agent::receive::run(&config))?;
             Ok(0)

@@ -72,6 +72,8 @@ impl Checked {
 pub fn check(path: &Path) -> anyhow::Result<Checked> {
     let mut config = Config::load(path)?;
     config.apply_env(|k| std::env::var(k).ok());
+    // Keys a control plane set with `config.set` (<state_dir>/remote-config.toml).
+    config.apply_remote()?;
     let allow_insecure = std::env::var(ALLOW_INSECURE_ENV).is_ok_and(|v| v == "1");
     if let Err(e) = Endpoint::new(&config, allow_insecure) {
         let (key, fix) = match &e {

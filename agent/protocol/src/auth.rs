@@ -100,6 +100,93 @@ impl AuthLoginResponse {
     }
 }
 
+/// Payload of `secret.rotate` (PROTOCOL.md §5): the new persistent device key.
+/// The agent stores it atomically (0600) before answering and never uses the old
+/// key again; the connection and the session token stay as they are.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct SecretRotate {
+    /// The new device key (not empty, at most 4096 bytes, no control characters).
+    pub device_key: String,
+}
+
+impl std::fmt::Debug for SecretRotate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretRotate")
+            .field("device_key", &"<redacted>")
+            .finish()
+    }
+}
+
+impl Message for SecretRotate {
+    const TYPE: &'static str = "secret.rotate";
+}
+
+impl SecretRotate {
+    /// Checks beyond the types; errors name `device_key`.
+    pub fn validate(&self) -> Result<(), crate::inbound::PayloadError> {
+        let reason = if self.device_key.trim().is_empty() {
+            "must not be empty"
+        } else if self.device_key.len() > 4096 {
+            "longer than 4096 bytes"
+        } else if self.device_key.chars().any(char::is_control) {
+            "contains control characters"
+        } else {
+            return Ok(());
+        };
+        Err(crate::inbound::PayloadError {
+            field: "device_key".into(),
+            reason: reason.into(),
+        })
+    }
+}
+
+/// Body of `secret.rotate.response`: `{"success":true,"sender_id":…}` once the key
+/// is on disk, or `{"success":false,"error":{…}}` (the old key stays in use).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SecretRotateResponse {
+    /// `true` when the new key is persisted and in use.
+    pub success: bool,
+    /// The sender whose key was rotated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender_id: Option<String>,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<crate::error::ErrorBody>,
+}
+
+impl Message for SecretRotateResponse {
+    const TYPE: &'static str = "secret.rotate.response";
+}
+
+/// A response from the control plane to an agent message other than
+/// `auth.login` (any `*.response` type), e.g. `{"success":false,"error":
+/// {"code":"token_expired","message":"…"}}`. The agent acts on `token_expired`
+/// (re-login at once, PROTOCOL.md §3.4) and logs other failures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RemoteResponse {
+    /// Whether the control plane accepted the message.
+    #[serde(default = "yes")]
+    pub success: bool,
+    /// Why not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<RemoteError>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl RemoteResponse {
+    /// Whether this response says the session token expired (`token_expired`).
+    pub fn token_expired(&self) -> bool {
+        !self.success
+            && self
+                .error
+                .as_ref()
+                .is_some_and(|e| e.code == "token_expired")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,6 +243,67 @@ mod tests {
                 error: None,
             },
         );
+    }
+
+    #[test]
+    fn golden_secret_rotate() {
+        assert_golden(
+            r#"{"device_key":"dk_new"}"#,
+            &SecretRotate {
+                device_key: "dk_new".into(),
+            },
+        );
+        assert!(!format!(
+            "{:?}",
+            SecretRotate {
+                device_key: "dk_new".into()
+            }
+        )
+        .contains("dk_new"));
+        for bad in ["", "  ", "a\nb"] {
+            let r = SecretRotate {
+                device_key: bad.into(),
+            };
+            assert_eq!(r.validate().unwrap_err().field, "device_key");
+        }
+        assert_golden(
+            r#"{"success":true,"sender_id":"snd_abc123"}"#,
+            &SecretRotateResponse {
+                success: true,
+                sender_id: Some("snd_abc123".into()),
+                error: None,
+            },
+        );
+        assert_golden(
+            r#"{"success":false,"error":{"code":"internal","message":"credentials.json: read-only file system"}}"#,
+            &SecretRotateResponse {
+                success: false,
+                sender_id: None,
+                error: Some(crate::error::ErrorBody::new(
+                    crate::error::ErrorCode::Internal,
+                    "credentials.json: read-only file system",
+                )),
+            },
+        );
+    }
+
+    #[test]
+    fn golden_remote_response() {
+        assert_golden(
+            r#"{"success":false,"error":{"code":"token_expired","message":"session expired"}}"#,
+            &RemoteResponse {
+                success: false,
+                error: Some(RemoteError {
+                    code: "token_expired".into(),
+                    message: "session expired".into(),
+                }),
+            },
+        );
+        let r: RemoteResponse =
+            serde_json::from_str(r#"{"success":false,"error":{"code":"token_expired"}}"#).unwrap();
+        assert!(r.token_expired());
+        let r: RemoteResponse = serde_json::from_str(r#"{}"#).unwrap();
+        assert!(r.success && !r.token_expired());
     }
 
     #[test]

@@ -4,34 +4,51 @@
 
 use serde_json::{Map, Value};
 
-use crate::auth::AuthLoginResponse;
-use crate::envelope::{Envelope, Message};
+use crate::auth::{AuthLoginResponse, RemoteResponse, SecretRotate};
+use crate::config::{ConfigGet, ConfigSet, ConfigUpdate};
+use crate::envelope::{Envelope, Message, RESPONSE_SUFFIX};
 use crate::error::{ErrorBody, ErrorCode};
-use crate::stream::{StreamStart, StreamStop};
+use crate::stream::{StreamLinksUpdate, StreamStart, StreamStop};
+use crate::update::AgentUpdate;
 
-/// Control-plane → agent requests of PROTOCOL.md §5 that this agent does not carry
-/// out yet; they decode as [`Inbound::NotImplemented`] and are answered with
-/// error code `unsupported` instead of being ignored as unknown.
-pub const NOT_IMPLEMENTED: &[&str] = &[
-    "stream.links.update",
-    "config.update",
-    "config.get",
-    "config.set",
-    "secret.rotate",
-    "agent.update",
+/// Every control-plane → agent type this crate decodes (PROTOCOL.md §3, §5), besides
+/// the generic `*.response` ([`Inbound::Response`]).
+pub const KNOWN_TYPES: &[&str] = &[
+    AuthLoginResponse::TYPE,
+    StreamStart::TYPE,
+    StreamStop::TYPE,
+    StreamLinksUpdate::TYPE,
+    ConfigUpdate::TYPE,
+    ConfigGet::TYPE,
+    ConfigSet::TYPE,
+    SecretRotate::TYPE,
+    AgentUpdate::TYPE,
 ];
 
 /// A decoded control-plane → agent message body.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Inbound {
-    /// `auth.login.response` (PROTOCOL.md §3).
-    AuthLoginResponse(AuthLoginResponse),
+    /// `auth.login.response` (PROTOCOL.md §3); boxed (it carries an opaque config).
+    AuthLoginResponse(Box<AuthLoginResponse>),
     /// `stream.start` request (PROTOCOL.md §5); boxed, it is by far the largest.
     StreamStart(Box<StreamStart>),
     /// `stream.stop` request (PROTOCOL.md §5).
     StreamStop(StreamStop),
-    /// A request listed in [`NOT_IMPLEMENTED`]; payload not inspected.
-    NotImplemented,
+    /// `stream.links.update` request (PROTOCOL.md §5).
+    StreamLinksUpdate(StreamLinksUpdate),
+    /// `config.update` request (PROTOCOL.md §5); boxed (many optional fields).
+    ConfigUpdate(Box<ConfigUpdate>),
+    /// `config.get` request (PROTOCOL.md §5).
+    ConfigGet(ConfigGet),
+    /// `config.set` request (PROTOCOL.md §5); boxed (it carries stream specs).
+    ConfigSet(Box<ConfigSet>),
+    /// `secret.rotate` request (PROTOCOL.md §5).
+    SecretRotate(SecretRotate),
+    /// `agent.update` request (PROTOCOL.md §5).
+    AgentUpdate(AgentUpdate),
+    /// Any other `*.response` from the control plane (an answer to an agent
+    /// message); `token_expired` in it triggers a re-login (PROTOCOL.md §3.4).
+    Response(RemoteResponse),
 }
 
 /// A frame of a known type with a valid payload.
@@ -45,6 +62,9 @@ pub struct InboundMessage {
     pub token: Option<String>,
     /// The typed payload.
     pub body: Inbound,
+    /// The payload object as received (for checks the types cannot express, such
+    /// as secrets to be ignored in `config.set`).
+    pub payload: Map<String, Value>,
 }
 
 /// Outcome of [`decode`] for a well-formed frame.
@@ -109,7 +129,9 @@ impl PayloadError {
 }
 
 /// Decode the payload of `M` from a payload object, naming the bad field on failure.
-pub fn decode_payload<M: Message>(payload: &Map<String, Value>) -> Result<M, PayloadError> {
+pub fn decode_payload<M: serde::de::DeserializeOwned>(
+    payload: &Map<String, Value>,
+) -> Result<M, PayloadError> {
     // Deserialising from a borrowed map keeps the frame intact for logging.
     let value = Value::Object(payload.clone());
     serde_path_to_error::deserialize::<_, M>(&value).map_err(payload_error)
@@ -126,8 +148,10 @@ impl Envelope {
 ///
 /// - not JSON / not an object / no string `type` → [`DecodeError::Malformed`];
 /// - a type this agent does not know → [`Decoded::Unknown`];
-/// - a known type whose payload is not an object or does not match →
-///   [`DecodeError::InvalidPayload`] naming the field;
+/// - a known type whose payload is not an object, does not match, or fails the
+///   type's own checks (`validate`: https-only `binary_url`, unique link ids,
+///   scheduler ranges…) → [`DecodeError::InvalidPayload`] naming the field;
+/// - any other `*.response` type → [`Inbound::Response`];
 /// - otherwise [`Decoded::Known`]. Unknown fields are ignored.
 pub fn decode(text: &str) -> Result<Decoded, DecodeError> {
     let value: Value =
@@ -164,27 +188,66 @@ pub fn decode(text: &str) -> Result<Decoded, DecodeError> {
     };
     let body = match msg_type.as_str() {
         AuthLoginResponse::TYPE => {
-            Inbound::AuthLoginResponse(decode_payload(&payload).map_err(invalid)?)
+            Inbound::AuthLoginResponse(Box::new(decode_payload(&payload).map_err(invalid)?))
         }
         StreamStart::TYPE => {
             Inbound::StreamStart(Box::new(decode_payload(&payload).map_err(invalid)?))
         }
         StreamStop::TYPE => Inbound::StreamStop(decode_payload(&payload).map_err(invalid)?),
-        _ => Inbound::NotImplemented,
+        StreamLinksUpdate::TYPE => {
+            let m: StreamLinksUpdate = decode_payload(&payload).map_err(invalid)?;
+            m.validate().map_err(invalid)?;
+            Inbound::StreamLinksUpdate(m)
+        }
+        ConfigUpdate::TYPE => {
+            let m: ConfigUpdate = decode_payload(&payload).map_err(invalid)?;
+            m.validate().map_err(invalid)?;
+            Inbound::ConfigUpdate(Box::new(m))
+        }
+        ConfigGet::TYPE => Inbound::ConfigGet(decode_payload(&payload).map_err(invalid)?),
+        ConfigSet::TYPE => {
+            let m: ConfigSet = decode_payload(&payload).map_err(invalid)?;
+            if let Some(streams) = &m.config.streams {
+                for (i, s) in streams.iter().enumerate() {
+                    if streams[..i].iter().any(|o| o.stream_id == s.stream_id) {
+                        return Err(invalid(PayloadError {
+                            field: format!("config.streams[{i}].stream_id"),
+                            reason: format!("stream id {} is used twice", s.stream_id),
+                        }));
+                    }
+                    crate::config::validate_scheduler(
+                        &s.bonding_config.scheduler,
+                        &format!("config.streams[{i}].bonding_config.scheduler"),
+                    )
+                    .map_err(invalid)?;
+                }
+            }
+            Inbound::ConfigSet(Box::new(m))
+        }
+        SecretRotate::TYPE => {
+            let m: SecretRotate = decode_payload(&payload).map_err(invalid)?;
+            m.validate().map_err(invalid)?;
+            Inbound::SecretRotate(m)
+        }
+        AgentUpdate::TYPE => {
+            let m: AgentUpdate = decode_payload(&payload).map_err(invalid)?;
+            m.validate().map_err(invalid)?;
+            Inbound::AgentUpdate(m)
+        }
+        _ => Inbound::Response(decode_payload(&payload).map_err(invalid)?),
     };
     Ok(Decoded::Known(InboundMessage {
         id: id.unwrap_or_default(),
         msg_type,
         token,
         body,
+        payload,
     }))
 }
 
 fn is_known(msg_type: &str) -> bool {
-    matches!(
-        msg_type,
-        AuthLoginResponse::TYPE | StreamStart::TYPE | StreamStop::TYPE
-    ) || NOT_IMPLEMENTED.contains(&msg_type)
+    KNOWN_TYPES.contains(&msg_type)
+        || (msg_type.len() > RESPONSE_SUFFIX.len() && msg_type.ends_with(RESPONSE_SUFFIX))
 }
 
 fn payload_error(err: serde_path_to_error::Error<serde_json::Error>) -> PayloadError {
@@ -330,13 +393,114 @@ mod tests {
         assert_eq!(err.field, "payload");
     }
 
+    fn known(text: &str) -> InboundMessage {
+        match decode(text) {
+            Ok(Decoded::Known(msg)) => msg,
+            other => panic!("expected a known message, got {other:?}"),
+        }
+    }
+
     #[test]
-    fn not_implemented_requests_are_known() {
-        let Ok(Decoded::Known(msg)) =
-            decode(r#"{"id":"3","type":"config.get","ts":"x","payload":{}}"#)
+    fn every_request_type_decodes() {
+        let sha = "ab".repeat(32);
+        let cases = [
+            (r#"{"id":"1","type":"config.get","ts":"x","payload":{}}"#.to_owned(), "config.get"),
+            (r#"{"id":"1","type":"config.get","ts":"x"}"#.to_owned(), "config.get"),
+            (
+                r#"{"id":"1","type":"config.set","ts":"x","payload":{"config":{}}}"#.to_owned(),
+                "config.set",
+            ),
+            (
+                r#"{"id":"1","type":"config.update","ts":"x","payload":{"scheduler":{"storm_enabled":true}}}"#
+                    .to_owned(),
+                "config.update",
+            ),
+            (
+                r#"{"id":"1","type":"stream.links.update","ts":"x","payload":{"stream_id":"s","links":[{"id":0,"uri":"rist://h:1"}]}}"#
+                    .to_owned(),
+                "stream.links.update",
+            ),
+            (
+                r#"{"id":"1","type":"secret.rotate","ts":"x","payload":{"device_key":"dk_2"}}"#.to_owned(),
+                "secret.rotate",
+            ),
+            (
+                format!(r#"{{"id":"1","type":"agent.update","ts":"x","payload":{{"binary_url":"https://h/b","sha256":"{sha}"}}}}"#),
+                "agent.update",
+            ),
+            (
+                r#"{"id":"1","type":"health.response","ts":"x","payload":{"success":false,"error":{"code":"token_expired","message":"m"}}}"#
+                    .to_owned(),
+                "health.response",
+            ),
+        ];
+        for (text, ty) in cases {
+            let msg = known(&text);
+            assert_eq!(msg.msg_type, ty);
+            let ok = matches!(
+                (&msg.body, ty),
+                (Inbound::ConfigGet(_), "config.get")
+                    | (Inbound::ConfigSet(_), "config.set")
+                    | (Inbound::ConfigUpdate(_), "config.update")
+                    | (Inbound::StreamLinksUpdate(_), "stream.links.update")
+                    | (Inbound::SecretRotate(_), "secret.rotate")
+                    | (Inbound::AgentUpdate(_), "agent.update")
+                    | (Inbound::Response(_), "health.response")
+            );
+            assert!(ok, "{ty}: {:?}", msg.body);
+        }
+        let Inbound::Response(r) = known(
+            r#"{"type":"event.response","payload":{"success":false,"error":{"code":"token_expired"}}}"#,
+        )
+        .body
         else {
             panic!()
         };
-        assert_eq!(msg.body, Inbound::NotImplemented);
+        assert!(r.token_expired());
+    }
+
+    #[test]
+    fn request_checks_name_the_field() {
+        let (_, _, e) = invalid(
+            r#"{"id":"1","type":"agent.update","ts":"x","payload":{"binary_url":"http://h/b","sha256":"00"}}"#,
+        );
+        assert_eq!(e.field, "binary_url");
+        let (_, _, e) =
+            invalid(r#"{"id":"1","type":"agent.update","ts":"x","payload":{"sha256":"00"}}"#);
+        assert_eq!(e.field, "binary_url");
+        assert_eq!(e.reason, "missing field");
+        let (_, _, e) =
+            invalid(r#"{"id":"1","type":"secret.rotate","ts":"x","payload":{"device_key":""}}"#);
+        assert_eq!(e.field, "device_key");
+        let (_, _, e) =
+            invalid(r#"{"id":"1","type":"secret.rotate","ts":"x","payload":{"device_key":7}}"#);
+        assert_eq!(e.field, "device_key");
+        let (_, _, e) = invalid(r#"{"id":"1","type":"config.update","ts":"x","payload":{}}"#);
+        assert_eq!(e.field, "scheduler");
+        let (_, _, e) = invalid(
+            r#"{"id":"1","type":"config.update","ts":"x","payload":{"scheduler":{"failover_loss_rate":2}}}"#,
+        );
+        assert_eq!(e.field, "scheduler.failover_loss_rate");
+        let (_, _, e) = invalid(
+            r#"{"id":"1","type":"stream.links.update","ts":"x","payload":{"stream_id":"s","links":[]}}"#,
+        );
+        assert_eq!(e.field, "links");
+        let (_, _, e) = invalid(
+            r#"{"id":"1","type":"config.set","ts":"x","payload":{"config":{"agent":{"status_interval_s":"x"}}}}"#,
+        );
+        assert_eq!(e.field, "config.agent.status_interval_s");
+        let start = r#"{"stream_id":"a","source":{"mode":"test","resolution":"1x1","framerate":1},"encoder":{"bitrate_kbps":1},"bonding_config":{"links":[{"id":0,"uri":"rist://h:2"}]}}"#;
+        let (_, _, e) = invalid(&format!(
+            r#"{{"id":"1","type":"config.set","ts":"x","payload":{{"config":{{"streams":[{start},{start}]}}}}}}"#
+        ));
+        assert_eq!(e.field, "config.streams[1].stream_id");
+    }
+
+    #[test]
+    fn a_bare_response_suffix_is_not_a_response() {
+        assert!(matches!(
+            decode(r#"{"type":".response","payload":{}}"#),
+            Ok(Decoded::Unknown { .. })
+        ));
     }
 }

@@ -9,18 +9,26 @@
 //! - [`device`]: `device.status` (§4).
 //! - [`health`]: `health` (§4).
 //! - [`event`]: `event` with its severity and category enums (§6).
-//! - [`stream`]: `stream.start` / `stream.stop` / `stream.stats` / `stream.ended` (§4, §5).
+//! - [`stream`]: `stream.start` / `stream.stop` / `stream.links.update` / `stream.stats` /
+//!   `stream.ended` (§4, §5).
+//! - [`config`]: `config.get` / `config.set` / `config.update` and the config document (§5).
+//! - [`update`]: `agent.update` (§5).
+//! - [`auth`] also has `secret.rotate` (§5) and the generic control-plane response.
 //! - [`thumbnail`]: `thumbnail` (§4).
 
 pub mod auth;
+pub mod config;
 pub mod device;
 pub mod envelope;
 pub mod error;
 pub mod event;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod health;
 pub mod inbound;
 pub mod stream;
 pub mod thumbnail;
+pub mod update;
 
 pub use envelope::{Envelope, Message};
 

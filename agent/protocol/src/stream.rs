@@ -274,6 +274,75 @@ pub struct StreamEnded {
     pub total_bytes: u64,
 }
 
+/// Payload of `stream.links.update` (PROTOCOL.md §5): the complete new link list
+/// of a live stream. Links are matched by `id`: kept ids keep flowing, new ids
+/// are added, missing ids removed, an id whose `uri`/`interface` changed is
+/// re-opened; the scheduler settings stay as they are.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreamLinksUpdate {
+    /// The live stream.
+    pub stream_id: String,
+    /// The wanted links (at least one; ids unique).
+    pub links: Vec<BondingLink>,
+}
+
+impl StreamLinksUpdate {
+    /// Checks beyond the types: at least one link, ids unique. Errors name the
+    /// field (`links`, `links[1].id`).
+    pub fn validate(&self) -> Result<(), crate::inbound::PayloadError> {
+        if self.links.is_empty() {
+            return Err(crate::inbound::PayloadError {
+                field: "links".into(),
+                reason: "at least one link is needed".into(),
+            });
+        }
+        for (i, link) in self.links.iter().enumerate() {
+            if self.links[..i].iter().any(|l| l.id == link.id) {
+                return Err(crate::inbound::PayloadError {
+                    field: format!("links[{i}].id"),
+                    reason: format!("id {} is used twice", link.id),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Body of `stream.start.response`, `stream.stop.response` and
+/// `stream.links.update.response` (PROTOCOL.md §5): `{"success":true,"stream_id":…}`
+/// (`links`: the link ids now in force, for `stream.links.update`), or
+/// `{"success":false,"error":{…}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreamResponse {
+    /// `true` on success.
+    pub success: bool,
+    /// The stream (success).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_id: Option<String>,
+    /// `stream.links.update` only: ids of the links in force, in order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub links: Option<Vec<u32>>,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<crate::error::ErrorBody>,
+}
+
+impl StreamResponse {
+    /// `{"success":true,"stream_id":…}`.
+    pub fn ok(stream_id: &str) -> Self {
+        Self {
+            success: true,
+            stream_id: Some(stream_id.to_owned()),
+            links: None,
+            error: None,
+        }
+    }
+}
+
+impl crate::envelope::Message for StreamLinksUpdate {
+    const TYPE: &'static str = "stream.links.update";
+}
+
 impl crate::envelope::Message for StreamStart {
     const TYPE: &'static str = "stream.start";
 }
@@ -481,6 +550,64 @@ mod tests {
                 error: Some("x264enc: not negotiated".into()),
                 duration_s: 2,
                 total_bytes: 0,
+            },
+        );
+    }
+
+    #[test]
+    fn golden_stream_links_update() {
+        assert_golden(
+            r#"{"stream_id":"str_xyz789","links":[{"id":0,"uri":"rist://platform.example.com:15000","interface":"wwan0"},
+                {"id":2,"uri":"rist://platform.example.com:15004","interface":"wwan2"}]}"#,
+            &StreamLinksUpdate {
+                stream_id: "str_xyz789".into(),
+                links: vec![
+                    BondingLink {
+                        id: 0,
+                        uri: "rist://platform.example.com:15000".into(),
+                        interface: Some("wwan0".into()),
+                    },
+                    BondingLink {
+                        id: 2,
+                        uri: "rist://platform.example.com:15004".into(),
+                        interface: Some("wwan2".into()),
+                    },
+                ],
+            },
+        );
+        let dup: StreamLinksUpdate = serde_json::from_str(
+            r#"{"stream_id":"s","links":[{"id":1,"uri":"rist://h:1"},{"id":1,"uri":"rist://h:2"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(dup.validate().unwrap_err().field, "links[1].id");
+        let none: StreamLinksUpdate =
+            serde_json::from_str(r#"{"stream_id":"s","links":[]}"#).unwrap();
+        assert_eq!(none.validate().unwrap_err().field, "links");
+    }
+
+    #[test]
+    fn golden_stream_responses() {
+        assert_golden(
+            r#"{"success":true,"stream_id":"str_xyz789"}"#,
+            &StreamResponse::ok("str_xyz789"),
+        );
+        assert_golden(
+            r#"{"success":true,"stream_id":"str_xyz789","links":[0,2]}"#,
+            &StreamResponse {
+                links: Some(vec![0, 2]),
+                ..StreamResponse::ok("str_xyz789")
+            },
+        );
+        assert_golden(
+            r#"{"success":false,"error":{"code":"already_running","message":"stream str_xyz789 is already running"}}"#,
+            &StreamResponse {
+                success: false,
+                stream_id: None,
+                links: None,
+                error: Some(crate::error::ErrorBody::new(
+                    crate::error::ErrorCode::AlreadyRunning,
+                    "stream str_xyz789 is already running",
+                )),
             },
         );
     }

@@ -123,6 +123,11 @@ impl StreamBook {
         }
     }
 
+    /// Whether `stream_id` is starting, live or stopping.
+    pub fn contains(&self, stream_id: &str) -> bool {
+        self.streams.contains_key(stream_id)
+    }
+
     /// Whether any stream is known.
     pub fn is_empty(&self) -> bool {
         self.streams.is_empty()

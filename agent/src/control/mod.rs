@@ -12,6 +12,7 @@ pub mod book;
 pub mod connect;
 pub mod health;
 pub mod jwt;
+mod requests;
 mod session;
 
 use std::collections::{HashSet, VecDeque};
@@ -121,6 +122,8 @@ pub struct ControlParams {
     pub events: Events,
     /// Fires on SIGTERM/SIGINT.
     pub cancel: CancellationToken,
+    /// Self-update (`agent.update`, commit of an update at login).
+    pub update: crate::update::UpdateHandle,
     /// The device side: `device.status` collector and change notifications.
     pub device: DeviceHandle,
     /// Where the connection state is published.
@@ -162,6 +165,7 @@ struct Control {
     version_warned: bool,
     started: Instant,
     hostname: String,
+    update: crate::update::UpdateHandle,
 }
 
 /// Run the control task until `cancel` fires. Errors: the endpoint or identity is
@@ -194,6 +198,7 @@ pub async fn run(params: ControlParams) -> Result<(), ControlError> {
         hostname: hostname::get()
             .map(|h| h.to_string_lossy().into_owned())
             .unwrap_or_else(|_| "unknown".into()),
+        update: params.update,
         config: params.config,
     };
     control.run().await;

@@ -18,7 +18,7 @@ use tokio::time::{interval_at, sleep_until, Instant, MissedTickBehavior};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use super::connect::{Ws, MAX_FRAME};
-use super::{jwt, timing, Control, SessionEnd, MANAGER_SUBJECT};
+use super::{jwt, requests, timing, Control, SessionEnd, MANAGER_SUBJECT};
 use crate::credentials::{self, Credentials};
 use crate::events::{self, Raise};
 use crate::streams::StreamReport;
@@ -38,6 +38,8 @@ pub(super) struct Session<'a> {
     outbox_rx: mpsc::Receiver<Envelope>,
     /// Id of an in-session `auth.login` awaiting its response (token refresh).
     relogin: Option<String>,
+    /// When an in-session re-login without answer counts as a dead session.
+    relogin_deadline: Instant,
     refresh_at: Instant,
 }
 
@@ -59,6 +61,7 @@ impl<'a> Session<'a> {
             outbox_tx,
             outbox_rx,
             relogin: None,
+            relogin_deadline: Instant::now() + NEVER,
             refresh_at: Instant::now() + NEVER,
         }
     }
@@ -116,7 +119,7 @@ impl<'a> Session<'a> {
                     let Some(text) = text else { continue };
                     match inbound::decode(&text) {
                         Ok(Decoded::Known(InboundMessage { body: Inbound::AuthLoginResponse(resp), .. })) => {
-                            return self.on_login_response(resp).await;
+                            return self.on_login_response(*resp).await;
                         }
                         Ok(other) => tracing::debug!("ignored before login: {other:?}"),
                         Err(DecodeError::InvalidPayload { msg_type, error, .. })
@@ -194,6 +197,9 @@ impl<'a> Session<'a> {
         };
         self.token = Some(token);
         self.relogin = None;
+        for event in self.control.update.on_login() {
+            self.control.raise(event);
+        }
         if !self.logged_in {
             self.logged_in = true;
             let sender = self
@@ -253,7 +259,7 @@ impl<'a> Session<'a> {
         // The first status goes out with the first tick: changes until now are in it.
         self.control.status_changes.borrow_and_update();
         let now = Instant::now();
-        let status_every = Duration::from_secs(self.control.config.agent.status_interval_s);
+        let mut status_every = Duration::from_secs(self.control.config.agent.status_interval_s);
         let mut status_tick = interval_at(now, status_every);
         let mut health_tick = interval_at(now, timing::HEALTH);
         let mut ping_tick = interval_at(now + timing::PING, timing::PING);
@@ -283,9 +289,20 @@ impl<'a> Session<'a> {
                     timing::SILENCE.as_secs()
                 ))),
                 _ = sleep_until(self.refresh_at), if self.relogin.is_none() => self.start_relogin().await,
+                _ = sleep_until(self.relogin_deadline), if self.relogin.is_some() => Flow::End(self.lost(format!(
+                    "no answer to the re-login within {} s",
+                    timing::LOGIN_TIMEOUT.as_secs()
+                ))),
             };
             if let Flow::End(end) = flow {
                 return end;
+            }
+            // config.set may have changed the status period.
+            let want = Duration::from_secs(self.control.config.agent.status_interval_s);
+            if want != status_every {
+                status_every = want;
+                status_tick = interval_at(Instant::now() + want, want);
+                status_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
             }
             if self.control.events.has_unsent() {
                 if let Err(end) = self.flush_events().await {
@@ -348,7 +365,7 @@ impl<'a> Session<'a> {
         match msg.body {
             Inbound::AuthLoginResponse(resp) => {
                 if self.relogin.is_some() {
-                    match self.on_login_response(resp).await {
+                    match self.on_login_response(*resp).await {
                         Ok(()) => Flow::Continue,
                         Err(end) => Flow::End(end),
                     }
@@ -365,17 +382,69 @@ impl<'a> Session<'a> {
                 self.spawn_stop(msg.id, stop);
                 Flow::Continue
             }
-            Inbound::NotImplemented => {
-                let err = ErrorBody::new(
-                    ErrorCode::Unsupported,
-                    format!(
-                        "{} is not implemented by agent {}",
-                        msg.msg_type,
-                        super::AGENT_VERSION
-                    ),
-                );
-                self.respond_error(&msg.id, &msg.msg_type, err).await
+            Inbound::StreamLinksUpdate(req) => {
+                requests::links_update(&self.ctx(), msg.id, req);
+                Flow::Continue
             }
+            Inbound::ConfigUpdate(req) => {
+                match requests::config_update(&self.ctx(), msg.id, *req) {
+                    Some(env) => self.send_flow(env).await,
+                    None => Flow::Continue,
+                }
+            }
+            Inbound::ConfigGet(_) => {
+                let env = requests::config_get(self.control, &msg.id);
+                self.send_flow(env).await
+            }
+            Inbound::ConfigSet(req) => {
+                let ctx = self.ctx();
+                match requests::config_set(self.control, &ctx, msg.id, *req, &msg.payload) {
+                    Some(env) => self.send_flow(env).await,
+                    None => Flow::Continue,
+                }
+            }
+            Inbound::SecretRotate(req) => {
+                let env = requests::secret_rotate(self.control, &msg.id, req).await;
+                self.send_flow(env).await
+            }
+            Inbound::AgentUpdate(req) => {
+                let max = self
+                    .control
+                    .config
+                    .update
+                    .max_size_mb
+                    .saturating_mul(1024 * 1024);
+                requests::agent_update(&self.ctx(), msg.id, req, max);
+                Flow::Continue
+            }
+            Inbound::Response(resp) => {
+                if resp.token_expired() {
+                    if self.relogin.is_none() {
+                        tracing::info!(
+                            msg_type = %msg.msg_type,
+                            "control plane says the session token expired: re-authenticating"
+                        );
+                        return self.start_relogin().await;
+                    }
+                } else if !resp.success {
+                    tracing::warn!(
+                        msg_type = %msg.msg_type,
+                        error = ?resp.error,
+                        "the control plane refused a message"
+                    );
+                }
+                Flow::Continue
+            }
+        }
+    }
+
+    /// What the request handlers need.
+    fn ctx(&self) -> requests::Ctx {
+        requests::Ctx {
+            streams: self.control.streams.clone(),
+            book: self.control.book.clone(),
+            outbox: self.outbox_tx.clone(),
+            update: self.control.update.clone(),
         }
     }
 
@@ -505,6 +574,7 @@ impl<'a> Session<'a> {
         };
         tracing::info!("session token at 80 % of its lifetime: re-authenticating");
         self.relogin = Some(request.id.clone());
+        self.relogin_deadline = Instant::now() + timing::LOGIN_TIMEOUT;
         match self.send_raw(&request).await {
             Ok(()) => Flow::Continue,
             Err(end) => Flow::End(end),
@@ -530,6 +600,12 @@ impl<'a> Session<'a> {
     /// Shutdown: forward the streams' `stream.ended` (reason `shutdown`) for up to
     /// [`timing::SHUTDOWN_FLUSH`], then leave.
     async fn flush_on_shutdown(&mut self) {
+        // Answers already produced (e.g. agent.update before its restart) go first.
+        while let Ok(env) = self.outbox_rx.try_recv() {
+            if self.send_env(env).await.is_err() {
+                return;
+            }
+        }
         let deadline = Instant::now() + timing::SHUTDOWN_FLUSH;
         while !self.control.lock_book().is_empty() {
             tokio::select! {

@@ -75,6 +75,9 @@ struct Entry {
     cmd: mpsc::Sender<ActorCmd>,
     /// The bonding config in force (as started, then as last updated).
     bonding: BondingConfig,
+    /// The `stream.start` spec as started (its `bonding_config` is superseded by
+    /// `bonding`; see [`StreamsHandle::spec`]).
+    spec: StreamStart,
 }
 
 /// Handle to the stream manager; cheap to clone.
@@ -150,6 +153,7 @@ impl StreamsHandle {
                 Entry {
                     cmd: cmd_tx,
                     bonding: spec.bonding_config.clone(),
+                    spec: spec.clone(),
                 },
             );
         }
@@ -251,6 +255,80 @@ impl StreamsHandle {
             .expect("streams registry poisoned")
             .get(stream_id)
             .map(|e| e.bonding.clone())
+    }
+
+    /// The spec of a starting or live stream with the bonding config in force
+    /// (`config.get`, PROTOCOL.md §5); `None` if it is not running.
+    pub fn spec(&self, stream_id: &str) -> Option<StreamStart> {
+        self.streams
+            .lock()
+            .expect("streams registry poisoned")
+            .get(stream_id)
+            .map(|e| StreamStart {
+                bonding_config: e.bonding.clone(),
+                ..e.spec.clone()
+            })
+    }
+
+    /// Specs of every starting or live stream, sorted by id (see [`Self::spec`]).
+    pub fn specs(&self) -> Vec<StreamStart> {
+        let mut specs: Vec<StreamStart> = self
+            .streams
+            .lock()
+            .expect("streams registry poisoned")
+            .values()
+            .map(|e| StreamStart {
+                bonding_config: e.bonding.clone(),
+                ..e.spec.clone()
+            })
+            .collect();
+        specs.sort_by(|a, b| a.stream_id.cmp(&b.stream_id));
+        specs
+    }
+
+    /// Whether going from `old` to `new` can be done on the running pipeline by
+    /// [`Self::apply_live`]: they differ only in `bonding_config` (links,
+    /// scheduler) and the informative `destinations`.
+    pub fn live_changeable(old: &StreamStart, new: &StreamStart) -> bool {
+        let strip = |s: &StreamStart| StreamStart {
+            bonding_config: BondingConfig {
+                version: 0,
+                links: Vec::new(),
+                scheduler: SchedulerConfig::default(),
+            },
+            destinations: Vec::new(),
+            ..s.clone()
+        };
+        strip(old) == strip(new)
+    }
+
+    /// `config.set` (PROTOCOL.md §5) on a live stream whose new spec is
+    /// [`Self::live_changeable`]: the whole `bonding_config` goes to the running
+    /// sink at once (links diffed by id, scheduler replaced, not merged) and the
+    /// recorded spec takes the new `destinations`. Errors: `not_found`,
+    /// `unsupported` (other fields differ: the stream needs a restart),
+    /// `invalid_payload`, `pipeline_error`.
+    pub async fn apply_live(&self, spec: StreamStart) -> Result<(), ErrorBody> {
+        let id = spec.stream_id.clone();
+        let current = self.spec(&id).ok_or_else(|| not_running(&id))?;
+        if !Self::live_changeable(&current, &spec) {
+            return Err(ErrorBody::new(
+                ErrorCode::Unsupported,
+                format!("stream {id}: only bonding_config and destinations change live"),
+            ));
+        }
+        if current.bonding_config != spec.bonding_config {
+            self.rebond(&id, spec.bonding_config.clone()).await?;
+        }
+        if let Some(e) = self
+            .streams
+            .lock()
+            .expect("streams registry poisoned")
+            .get_mut(&id)
+        {
+            e.spec.destinations = spec.destinations;
+        }
+        Ok(())
     }
 
     /// Validate and send a new bonding config to the stream's actor; record it once

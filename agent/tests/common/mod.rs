@@ -308,7 +308,17 @@ pub struct Agent {
 impl Agent {
     /// `braid-agent run --config CONFIG` with `BRAID_STATE_DIR=state_dir` and `env`.
     pub fn run(config: &Path, state_dir: &Path, env: &[(&str, &str)]) -> Self {
-        let mut cmd = Command::new(AGENT);
+        Self::run_binary(Path::new(AGENT), config, state_dir, env)
+    }
+
+    /// Like [`Agent::run`] with another copy of the agent binary (update tests).
+    pub fn run_binary(
+        binary: &Path,
+        config: &Path,
+        state_dir: &Path,
+        env: &[(&str, &str)],
+    ) -> Self {
+        let mut cmd = Command::new(binary);
         cmd.args(["run", "--config"])
             .arg(config)
             .env("BRAID_STATE_DIR", state_dir)
@@ -363,6 +373,11 @@ impl Agent {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         None
+    }
+
+    /// Exit status if the process has ended.
+    pub fn try_status(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().unwrap()
     }
 
     /// SIGTERM (graceful stop).

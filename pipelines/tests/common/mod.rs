@@ -375,7 +375,8 @@ pub fn continuity(path: &Path) -> (u64, u64) {
 
 pub fn tmp(name: &str) -> PathBuf {
     // Under target/, so test output never piles up in /tmp.
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("pipelines-{}", std::process::id()));
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("pipelines-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir.join(name)
 }
