@@ -6,6 +6,7 @@ use std::path::Path;
 use linkemu::trace::Trace;
 use serde::{Deserialize, Serialize};
 
+use crate::metrics::PidEnds;
 use crate::round::{RunResult, LEAD_IN_MS};
 
 /// Derived figures of one run.
@@ -15,15 +16,21 @@ pub struct Derived {
     pub sent_ts: u64,
     /// TS packets the receiver output.
     pub received_ts: u64,
-    /// Lost TS packets: max(sent − received, packets missing by continuity counters).
+    /// Lost TS packets: max(sent − received, packets missing by continuity counters
+    /// inside the stream + at its start + at its end).
     pub lost_ts: u64,
+    /// Of those, missing before the receiver's first / after its last packet (per-PID
+    /// continuity counters of sender and receiver compared, see `metrics::PidEnds`,
+    /// rounded up to whole 7-packet datagrams when the counts allow).
+    pub lost_at_ends: u64,
     /// `lost_ts / sent_ts`.
     pub residual_loss: f64,
     /// TR 101 290 1.4 continuity errors at the receiver.
     pub cc_errors: u64,
     /// TS bitrate into the sender's transport (kbit/s).
     pub sent_kbps: f64,
-    /// TS bitrate out of the receiver (kbit/s) over its first-to-last output.
+    /// TS bitrate out of the receiver (kbit/s): received bytes over the sender's
+    /// first-to-last send time.
     pub delivered_kbps: f64,
     /// Longest output gap (ms).
     pub max_gap_ms: f64,
@@ -33,13 +40,14 @@ pub struct Derived {
     pub late_packets: u64,
     /// 99th percentile of the excess delay (ms).
     pub p99_excess_delay_ms: f64,
-    /// No loss, no continuity error, no failure, and something arrived.
+    /// No loss inside the stream (losses at its very start/end excepted), no continuity
+    /// error, no failure, and something arrived.
     pub clean: bool,
     /// B2: ms from the link cut to the sender reporting it `Down`.
     pub detect_ms: Option<f64>,
     /// B2: ms from the link's return to the sender reporting it `Live`/`Degraded`.
     pub readmit_ms: Option<f64>,
-    /// Capacity of the used links over the receiver's output window (kbit/s, IP level).
+    /// Capacity of the used links over the sender's window (kbit/s, IP level).
     pub capacity_kbps: Option<f64>,
     /// Share of the forward datagrams each used link delivered.
     pub link_share: Vec<f64>,
@@ -57,13 +65,23 @@ pub fn derive(r: &RunResult, traces_dir: Option<&Path>) -> Derived {
     let sent_ts = r.sender["ts_packets"].as_u64().unwrap_or(0);
     let received_ts = out["ts_packets"].as_u64().unwrap_or(0);
     let cc_missing = out["cc_missing_packets"].as_u64().unwrap_or(0);
-    let lost_ts = sent_ts.saturating_sub(received_ts).max(cc_missing);
+    let ends =
+        |v: &serde_json::Value| serde_json::from_value::<PidEnds>(v.clone()).unwrap_or_default();
+    let (head, tail) =
+        PidEnds::missing_at_ends(&ends(&r.sender["pid_ends"]), &ends(&out["pid_ends"]));
+    // Datagrams carry 7 TS packets, some without payload (no CC step): a loss at an
+    // end may hide up to 6 packets more than the CC difference shows.
+    let diff = sent_ts.saturating_sub(received_ts);
+    let per_end = |n: u64| n.div_ceil(7) * 7;
+    let lost_at_ends = (head + tail).max(
+        diff.saturating_sub(cc_missing)
+            .min(per_end(head) + per_end(tail)),
+    );
+    let lost_ts = diff.max(cc_missing + head + tail);
     let cc_errors = out["cc_errors"].as_u64().unwrap_or(0);
     let span = |a: f64, b: f64| ((b - a) / 1000.0).max(1e-3);
-    let sent_kbps = f(&r.sender["ts_bytes"]) * 8.0
-        / span(f(&r.sender["first_unix_ms"]), f(&r.sender["last_unix_ms"]))
-        / 1000.0;
-    let (first, last) = (f(&out["first_unix_ms"]), f(&out["last_unix_ms"]));
+    let (first, last) = (f(&r.sender["first_unix_ms"]), f(&r.sender["last_unix_ms"]));
+    let sent_kbps = f(&r.sender["ts_bytes"]) * 8.0 / span(first, last) / 1000.0;
     let delivered_kbps = f(&out["bytes"]) * 8.0 / span(first, last) / 1000.0;
     let stalls_1s = out["stalls"]
         .as_array()
@@ -97,7 +115,7 @@ pub fn derive(r: &RunResult, traces_dir: Option<&Path>) -> Derived {
         break;
     }
 
-    // Capacity of trace / fixed links over the output window (emulator time).
+    // Capacity of trace / fixed links over the sender's window (emulator time).
     let capacity_kbps = (!r.spec.links.is_empty() && last > first).then(|| {
         let t0 = (first - r.emu_epoch_unix_ms).max(0.0) as u64;
         let t1 = (last - r.emu_epoch_unix_ms).max(0.0) as u64;
@@ -132,6 +150,7 @@ pub fn derive(r: &RunResult, traces_dir: Option<&Path>) -> Derived {
         sent_ts,
         received_ts,
         lost_ts,
+        lost_at_ends,
         residual_loss: if sent_ts > 0 {
             lost_ts as f64 / sent_ts as f64
         } else {
@@ -144,7 +163,10 @@ pub fn derive(r: &RunResult, traces_dir: Option<&Path>) -> Derived {
         stalls_1s,
         late_packets: out["late_packets"].as_u64().unwrap_or(0),
         p99_excess_delay_ms: f(&out["p99_excess_delay_ms"]),
-        clean: lost_ts == 0 && cc_errors == 0 && r.failures.is_empty() && received_ts > 0,
+        clean: lost_ts == lost_at_ends
+            && cc_errors == 0
+            && r.failures.is_empty()
+            && received_ts > 0,
         detect_ms,
         readmit_ms,
         capacity_kbps,
@@ -178,7 +200,8 @@ mod tests {
             },
             emu_epoch_unix_ms: 1_000_000.0,
             sender_start_unix_ms: 1_002_000.0,
-            sender: json!({"ts_packets": 1000, "ts_bytes": 188000, "first_unix_ms": 1_002_000.0, "last_unix_ms": 1_062_000.0}),
+            sender: json!({"ts_packets": 1000, "ts_bytes": 188000, "first_unix_ms": 1_002_000.0, "last_unix_ms": 1_062_000.0,
+                "pid_ends": {"pids": [[0, 1, 5], [256, 1, 9]]}}),
             sender_events: vec![
                 json!({"event": "link-state", "unix_ms": 1_002_300.0, "link": 2, "state": "Live"}),
                 json!({"event": "link-state", "unix_ms": 1_022_250.0, "link": 2, "state": "Down"}),
@@ -188,7 +211,8 @@ mod tests {
             receiver: json!({"output": {"ts_packets": 990, "cc_errors": 2, "cc_missing_packets": 12,
                 "bytes": 990 * 188, "first_unix_ms": 1_002_100.0, "last_unix_ms": 1_062_100.0,
                 "max_gap_ms": 1200.0, "stalls": [{"start_unix_ms": 1.0, "ms": 1200.0}, {"start_unix_ms": 2.0, "ms": 400.0}],
-                "late_packets": 0, "p99_excess_delay_ms": 30.0}}),
+                "late_packets": 0, "p99_excess_delay_ms": 30.0,
+                "pid_ends": {"pids": [[0, 1, 5], [256, 3, 8]]}}}),
             emulator_links: vec![
                 json!({"forward": {"delivered": 100}}),
                 json!({"forward": {"delivered": 300}}),
@@ -211,9 +235,31 @@ mod tests {
     }
 
     #[test]
+    fn a_lost_last_datagram_is_a_loss_at_the_end() {
+        let mut r = result();
+        r.sender = json!({"ts_packets": 1000, "ts_bytes": 188000, "first_unix_ms": 1.0, "last_unix_ms": 2.0,
+            "pid_ends": {"pids": [[0, 1, 8], [65, 1, 1]]}});
+        // The last datagram (6 video packets with payload + 1 adaptation-only) is missing.
+        r.receiver = json!({"output": {"ts_packets": 993, "cc_errors": 0, "cc_missing_packets": 0,
+            "pid_ends": {"pids": [[0, 1, 8], [65, 1, 11]]}}});
+        let d = derive(&r, None);
+        assert_eq!((d.lost_ts, d.lost_at_ends), (7, 7));
+        assert!(d.clean);
+        // One more inside the stream: not clean.
+        r.receiver["output"]["ts_packets"] = json!(986);
+        r.receiver["output"]["cc_missing_packets"] = json!(7);
+        r.receiver["output"]["cc_errors"] = json!(1);
+        let d = derive(&r, None);
+        assert_eq!((d.lost_ts, d.lost_at_ends), (14, 7));
+        assert!(!d.clean);
+    }
+
+    #[test]
     fn b2_figures() {
         let d = derive(&result(), None);
-        assert_eq!(d.lost_ts, 12); // CC says more are missing than the count difference
+        // CC jumps say 12 inside, the ends 2 + 1 more: more than the count difference.
+        assert_eq!(d.lost_ts, 15);
+        assert_eq!(d.lost_at_ends, 3);
         assert!(!d.clean);
         assert_eq!(d.stalls_1s, 1);
         assert_eq!(d.detect_ms, Some(250.0));

@@ -57,7 +57,7 @@ enum Cmd {
         #[arg(long, default_value = "target/bench")]
         work_dir: PathBuf,
         /// First UDP port used.
-        #[arg(long, default_value_t = 34_000)]
+        #[arg(long, default_value_t = 28_000)]
         port_base: u16,
         /// Mahimahi traces (default: $BRAID_TRACES_DIR, else shared/traces above the
         /// working directory).

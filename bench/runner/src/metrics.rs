@@ -43,6 +43,48 @@ pub fn pcr_of(pkt: &[u8]) -> Option<(u16, u64)> {
     Some((pid, base * 300 + ext))
 }
 
+/// First and last continuity counter of every PID (payload packets, null PID excluded).
+/// Comparing the sender's with the receiver's tells how many packets were lost at the
+/// very start and end of a stream, where no later packet reveals a gap.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
+pub struct PidEnds {
+    /// (PID, first CC, last CC), sorted by PID.
+    pub pids: Vec<(u16, u8, u8)>,
+}
+
+impl PidEnds {
+    /// Note every TS packet of `data` (whole 188-byte packets).
+    pub fn push(&mut self, data: &[u8]) {
+        for pkt in data.chunks_exact(TS_PACKET_SIZE) {
+            if pkt[0] != 0x47 || (pkt[3] >> 4) & 0x1 == 0 {
+                continue;
+            }
+            let pid = (u16::from(pkt[1] & 0x1f) << 8) | u16::from(pkt[2]);
+            if pid == 0x1fff {
+                continue;
+            }
+            let cc = pkt[3] & 0x0f;
+            match self.pids.binary_search_by_key(&pid, |e| e.0) {
+                Ok(i) => self.pids[i].2 = cc,
+                Err(i) => self.pids.insert(i, (pid, cc, cc)),
+            }
+        }
+    }
+
+    /// Packets missing at the start and at the end of `received` compared with `sent`
+    /// (per PID, modulo 16: a lower bound). PIDs the receiver never saw are skipped.
+    pub fn missing_at_ends(sent: &PidEnds, received: &PidEnds) -> (u64, u64) {
+        let (mut head, mut tail) = (0u64, 0u64);
+        for &(pid, first, last) in &sent.pids {
+            if let Some(&(_, rf, rl)) = received.pids.iter().find(|e| e.0 == pid) {
+                head += u64::from((rf + 16 - first) % 16);
+                tail += u64::from((last + 16 - rl) % 16);
+            }
+        }
+        (head, tail)
+    }
+}
+
 /// A stall: no output for at least [`STALL_MS`].
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Stall {
@@ -86,6 +128,8 @@ pub struct OutputReport {
     pub pcr_found: bool,
     /// Output bytes per 100 ms bin from `first_unix_ms`.
     pub bytes_per_100ms: Vec<u64>,
+    /// First/last continuity counters per PID.
+    pub pid_ends: PidEnds,
 }
 
 /// Accumulates [`OutputReport`] from output buffers.
@@ -143,6 +187,7 @@ impl OutputMeter {
         }
         r.bytes_per_100ms[bin] += data.len() as u64;
         self.cc.push(data);
+        r.pid_ends.push(data);
 
         let mut media_ms = None;
         let mut packets = 0u32;
@@ -300,6 +345,25 @@ mod tests {
         assert!(!r.pcr_found);
         assert_eq!(r.bytes, 700 * 188);
         assert_eq!(r.bytes_per_100ms.iter().sum::<u64>(), r.bytes);
+    }
+
+    #[test]
+    fn losses_at_the_ends() {
+        let stream: Vec<Vec<u8>> = (0..40u8)
+            .map(|i| pkt(0x100 + u16::from(i % 2), (i / 2) % 16, None))
+            .collect();
+        let mut sent = PidEnds::default();
+        for p in &stream {
+            sent.push(p);
+        }
+        // The receiver misses the first 3 and the last 4 packets.
+        let mut received = PidEnds::default();
+        for p in &stream[3..36] {
+            received.push(p);
+        }
+        assert_eq!(PidEnds::missing_at_ends(&sent, &received), (3, 4));
+        assert_eq!(PidEnds::missing_at_ends(&sent, &sent), (0, 0));
+        assert_eq!(sent.pids, vec![(0x100, 0, 3), (0x101, 0, 3)]);
     }
 
     #[test]

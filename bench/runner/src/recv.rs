@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use crate::gstjson::structure_to_json;
 use crate::metrics::OutputMeter;
 use crate::systems::{self, System};
-use crate::util::{emit, unix_ms, watch_stdin_eof};
+use crate::util::{emit, play, unix_ms, watch_stdin_eof};
 
 /// Run a receiver until stdin closes (with `stdin_eof`) or `duration` has passed.
 pub fn run(
@@ -64,9 +64,10 @@ pub fn run(
     }
     let deadline = duration.map(|d| std::time::Instant::now() + d);
     let bus = pipeline.bus().context("bus")?;
-    pipeline
-        .set_state(gst::State::Playing)
-        .context("receiver to PLAYING")?;
+    if let Err(e) = play(&pipeline) {
+        emit(&json!({"event": "summary", "errors": [format!("receiver did not start: {e}")]}));
+        anyhow::bail!("receiver did not start: {e}");
+    }
     emit(&json!({"event": "started", "unix_ms": unix_ms(), "pipeline": description}));
 
     let mut errors = Vec::<String>::new();

@@ -98,11 +98,14 @@ fn failures_note(out: &mut String, runs: &[(&RunResult, Derived)]) {
     }
 }
 
+/// An extra table column: a cell from a run and its figures.
+type Column = dyn Fn(&RunResult, &Derived) -> String;
+
 /// Standard per-run table.
 fn run_table(
     out: &mut String,
     runs: &[(&RunResult, Derived)],
-    extra: &[(&str, &dyn Fn(&RunResult, &Derived) -> String)],
+    extra: &[(&str, &Column)],
 ) {
     let mut head = String::from("| system | encoder kbit/s | sent TS Mbit/s | delivered Mbit/s | lost TS packets | residual loss | CC errors | longest output gap ms | late packets |");
     let mut sep = String::from("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
@@ -113,13 +116,18 @@ fn run_table(
     let _ = writeln!(out, "{head}\n{sep}");
     for (r, d) in runs {
         let mut row = format!(
-            "| {} | {} | {} | {} | {} of {} | {} | {} | {:.0} | {} |",
+            "| {} | {} | {} | {} | {} of {}{} | {} | {} | {:.0} | {} |",
             r.spec.system,
             r.spec.bitrate_kbps,
             mbps(d.sent_kbps),
             mbps(d.delivered_kbps),
             d.lost_ts,
             d.sent_ts,
+            if d.lost_at_ends > 0 {
+                format!(" ({} at start/end)", d.lost_at_ends)
+            } else {
+                String::new()
+            },
             pct(d.residual_loss),
             d.cc_errors,
             d.max_gap_ms,
@@ -323,10 +331,14 @@ pub fn render(res: &SuiteResults, traces: Option<&Path>) -> String {
         o,
         "- **Measured at the receiver output** (a pad probe on `fakesink`): TS packets, TR 101 290 1.4 continuity \
          errors (`ristbond_core::ts::ContinuityChecker`), lost TS packets = max(sent − received, packets missing by \
-         continuity counters), residual loss = lost / sent, delivered bitrate over first-to-last output, the longest \
-         gap between output buffers, and *late packets*: TS packets whose delay (arrival − media time of the last \
-         PCR) exceeds the run's smallest delay by more than the latency (the first 2 s of output excluded). \
-         *Clean* = no lost packet, no continuity error, no process failure."
+         continuity counters inside the stream + at its start and end), residual loss = lost / sent, delivered \
+         bitrate = received TS bytes over the sender's first-to-last send time, the longest gap between output \
+         buffers, and *late packets*: TS packets whose delay (arrival − media time of the last PCR) exceeds the \
+         run's smallest delay by more than the latency (the first 2 s of output excluded). Losses at the very start \
+         and end of the stream (before the receiver's first and after its last packet, found by comparing the \
+         sender's and receiver's first/last continuity counter per PID) are shown as \"at start/end\": no later \
+         packet reveals them to a RIST receiver, and a live feed has no end. *Clean* = no loss inside the stream, \
+         no continuity error, no process failure."
     );
     let _ = writeln!(
         o,

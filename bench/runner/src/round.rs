@@ -327,13 +327,6 @@ pub fn run_round(
             .map(|p| cpu_ms(p.pid()).map(|(u, s)| u + s))
             .collect()
     };
-    let all_pids = |s: &[Proc], r: &[Proc], e: &Option<Proc>| -> Vec<u32> {
-        s.iter()
-            .chain(r.iter())
-            .chain(e.iter())
-            .map(Proc::pid)
-            .collect()
-    };
     let mut cpu_a: Option<(Instant, Vec<Option<f64>>)> = None;
     let mut cpu_b: Option<(Instant, Vec<Option<f64>>)> = None;
     let timeout = Duration::from_secs(max_duration + 40);
@@ -345,13 +338,11 @@ pub fn run_round(
     loop {
         let elapsed = started.elapsed();
         if cpu_a.is_none() && elapsed >= window_start {
-            let pids = all_pids(&senders, &receivers, &emulator);
             let procs: Vec<&Proc> = senders
                 .iter()
                 .chain(receivers.iter())
                 .chain(emulator.iter())
                 .collect();
-            debug_assert_eq!(pids.len(), procs.len());
             cpu_a = Some((Instant::now(), sample(&procs)));
         }
         if cpu_b.is_none() && elapsed >= window_end {

@@ -22,8 +22,9 @@ use gst::prelude::*;
 use serde_json::{json, Value};
 
 use crate::gstjson::structure_to_json;
+use crate::metrics::PidEnds;
 use crate::systems::{self, Source, System};
-use crate::util::{emit, unix_ms, watch_stdin_eof};
+use crate::util::{emit, play, unix_ms, watch_stdin_eof};
 
 /// Settings of one sender run.
 #[derive(Debug, Clone)]
@@ -80,12 +81,14 @@ pub fn run(args: &SendArgs) -> Result<()> {
     let first_ms = Arc::new(Mutex::new(None::<f64>));
     let last_ms = Arc::new(Mutex::new(0f64));
     let eos_at = Arc::new(Mutex::new(None::<Instant>));
+    let ends = Arc::new(Mutex::new(PidEnds::default()));
     {
-        let (ts_bytes, first_ms, last_ms, eos_at) = (
+        let (ts_bytes, first_ms, last_ms, eos_at, ends) = (
             ts_bytes.clone(),
             first_ms.clone(),
             last_ms.clone(),
             eos_at.clone(),
+            ends.clone(),
         );
         mux.static_pad("src").context("mux src pad")?.add_probe(
             gst::PadProbeType::BUFFER
@@ -93,9 +96,15 @@ pub fn run(args: &SendArgs) -> Result<()> {
                 | gst::PadProbeType::EVENT_DOWNSTREAM,
             move |_, info| {
                 let mut size = 0usize;
+                let mut note = |b: &gst::BufferRef| {
+                    if let Ok(map) = b.map_readable() {
+                        ends.lock().unwrap().push(&map);
+                    }
+                    b.size()
+                };
                 match &info.data {
-                    Some(gst::PadProbeData::Buffer(b)) => size = b.size(),
-                    Some(gst::PadProbeData::BufferList(l)) => size = l.calculate_size(),
+                    Some(gst::PadProbeData::Buffer(b)) => size = note(b),
+                    Some(gst::PadProbeData::BufferList(l)) => size = l.iter().map(&mut note).sum(),
                     Some(gst::PadProbeData::Event(e)) if e.type_() == gst::EventType::Eos => {
                         eos_at.lock().unwrap().get_or_insert_with(Instant::now);
                     }
@@ -117,9 +126,10 @@ pub fn run(args: &SendArgs) -> Result<()> {
         watch_stdin_eof(stop.clone());
     }
     let bus = pipeline.bus().context("bus")?;
-    pipeline
-        .set_state(gst::State::Playing)
-        .context("sender to PLAYING")?;
+    if let Err(e) = play(&pipeline) {
+        emit(&json!({"event": "summary", "errors": [format!("sender did not start: {e}")]}));
+        anyhow::bail!("sender did not start: {e}");
+    }
     emit(&json!({"event": "started", "unix_ms": unix_ms(), "pipeline": description}));
 
     let mut errors = Vec::<String>::new();
@@ -226,6 +236,7 @@ pub fn run(args: &SendArgs) -> Result<()> {
         "eos": eos_at.lock().unwrap().is_some(),
         "errors": errors,
         "final_bitrate_kbps": bitrate_kbps,
+        "pid_ends": ends.lock().unwrap().clone(),
         "adaptive_feedback_seen": saw_available,
         "transport_stats": transport_stats,
     }));

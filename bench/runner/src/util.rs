@@ -46,6 +46,32 @@ pub fn watch_stdin_eof(flag: std::sync::Arc<std::sync::atomic::AtomicBool>) {
     });
 }
 
+/// Set `pipeline` to PLAYING; on failure, the text of the element error that caused it
+/// (e.g. a port already in use) and the pipeline back in NULL.
+pub fn play(pipeline: &gst::Pipeline) -> Result<(), String> {
+    use gst::prelude::*;
+    if pipeline.set_state(gst::State::Playing).is_ok() {
+        return Ok(());
+    }
+    let bus = pipeline.bus();
+    let mut text = "state change to PLAYING failed".to_owned();
+    while let Some(msg) = bus.as_ref().and_then(|b| b.pop()) {
+        if let gst::MessageView::Error(e) = msg.view() {
+            text = format!(
+                "{}: {} ({:?})",
+                e.src()
+                    .map(|s| s.path_string().to_string())
+                    .unwrap_or_default(),
+                e.error(),
+                e.debug()
+            );
+            break;
+        }
+    }
+    let _ = pipeline.set_state(gst::State::Null);
+    Err(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
