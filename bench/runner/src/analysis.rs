@@ -6,7 +6,7 @@ use std::path::Path;
 use linkemu::trace::Trace;
 use serde::{Deserialize, Serialize};
 
-use crate::metrics::PidEnds;
+use crate::metrics::{Lateness, PidEnds};
 use crate::round::{RunResult, LEAD_IN_MS};
 
 /// Derived figures of one run.
@@ -36,10 +36,11 @@ pub struct Derived {
     pub max_gap_ms: f64,
     /// Output gaps of 1 s or more.
     pub stalls_1s: usize,
-    /// Late TS packets (excess delay above the latency; see `metrics`).
+    /// Late TS packets, estimated: the late share of the PCR packets × packets received
+    /// (see `metrics::Lateness`).
     pub late_packets: u64,
-    /// 99th percentile of the excess delay (ms).
-    pub p99_excess_delay_ms: f64,
+    /// Transport delay figures from the matched PCR packets.
+    pub lateness: Lateness,
     /// No loss inside the stream (losses at its very start/end excepted), no continuity
     /// error, no failure, and something arrived.
     pub clean: bool,
@@ -78,6 +79,14 @@ pub fn derive(r: &RunResult, traces_dir: Option<&Path>) -> Derived {
             .min(per_end(head) + per_end(tail)),
     );
     let lost_ts = diff.max(cc_missing + head + tail);
+    let times = |v: &serde_json::Value| {
+        serde_json::from_value::<Vec<(u64, f64)>>(v.clone()).unwrap_or_default()
+    };
+    let lateness = Lateness::measure(
+        &times(&r.sender["pcr_times"]),
+        &times(&out["pcr_times"]),
+        f64::from(r.spec.latency_ms),
+    );
     let cc_errors = out["cc_errors"].as_u64().unwrap_or(0);
     let span = |a: f64, b: f64| ((b - a) / 1000.0).max(1e-3);
     let (first, last) = (f(&r.sender["first_unix_ms"]), f(&r.sender["last_unix_ms"]));
@@ -161,8 +170,8 @@ pub fn derive(r: &RunResult, traces_dir: Option<&Path>) -> Derived {
         delivered_kbps,
         max_gap_ms: f(&out["max_gap_ms"]),
         stalls_1s,
-        late_packets: out["late_packets"].as_u64().unwrap_or(0),
-        p99_excess_delay_ms: f(&out["p99_excess_delay_ms"]),
+        late_packets: (lateness.late_share * received_ts as f64).round() as u64,
+        lateness,
         clean: lost_ts == lost_at_ends
             && cc_errors == 0
             && r.failures.is_empty()
@@ -211,7 +220,7 @@ mod tests {
             receiver: json!({"output": {"ts_packets": 990, "cc_errors": 2, "cc_missing_packets": 12,
                 "bytes": 990 * 188, "first_unix_ms": 1_002_100.0, "last_unix_ms": 1_062_100.0,
                 "max_gap_ms": 1200.0, "stalls": [{"start_unix_ms": 1.0, "ms": 1200.0}, {"start_unix_ms": 2.0, "ms": 400.0}],
-                "late_packets": 0, "p99_excess_delay_ms": 30.0,
+                "pcr_times": [],
                 "pid_ends": {"pids": [[0, 1, 5], [256, 3, 8]]}}}),
             emulator_links: vec![
                 json!({"forward": {"delivered": 100}}),

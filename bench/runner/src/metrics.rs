@@ -2,21 +2,19 @@
 //! (TR 101 290 1.4 via `ristbond_core::ts::ContinuityChecker`), output gaps, delivered
 //! bytes per 100 ms, and lateness from the PCR (ISO/IEC 13818-1 §2.4.3.5).
 //!
-//! Lateness: every TS packet is given the media time of the last PCR before it; its
-//! delay is arrival time minus media time, and its *excess delay* is that minus the
-//! smallest delay of the run. A packet is late when its excess delay exceeds the
-//! receiver latency (a player buffering `latency` ms behind the earliest packets would
-//! have had to skip it). Resolution: the PCR interval of the stream (mpegtsmux: ≤ 40 ms).
-//! The first [`STARTUP_MS`] of output are left out of the lateness figures: a live
-//! sender pipeline starts with a burst of frames captured while it prerolled.
+//! Lateness (transport delay): both the sender (into its transport) and the receiver
+//! (out of its transport) log the wall-clock time of every PCR-bearing TS packet
+//! ([`PcrLog`]); matched by PCR value (same machine, same clock) they give each such
+//! packet's delay through the transport. A packet is *late* when its delay exceeds the
+//! run's smallest delay by more than the latency: a player that started `latency` ms
+//! behind the fastest packet would have had to skip it. Receivers with a fixed-delay
+//! buffer (GStreamer's `ristsrc`) and in-order-as-soon-as-possible ones (`ristbondsrc`)
+//! are judged alike. The first [`STARTUP_MS`] of the stream are left out (start-up).
 
 use ristbond_core::ts::{ContinuityChecker, TS_PACKET_SIZE};
 use serde::Serialize;
 
-/// PCR values wrap at 2^33 × 300 ticks of 27 MHz (about 26.5 h).
-const PCR_WRAP: u64 = (1u64 << 33) * 300;
-
-/// Output start-up excluded from the lateness figures (ms).
+/// Stream start-up excluded from the lateness figures (ms after the first send).
 pub const STARTUP_MS: f64 = 2000.0;
 
 /// Gaps at least this long are listed individually as stalls (ms).
@@ -118,14 +116,8 @@ pub struct OutputReport {
     pub max_gap_ms: f64,
     /// Gaps of at least [`STALL_MS`].
     pub stalls: Vec<Stall>,
-    /// Packets with an excess delay above the latency (see the module doc).
-    pub late_packets: u64,
-    /// Largest excess delay (ms).
-    pub max_excess_delay_ms: f64,
-    /// 99th percentile of the excess delay over packets (ms).
-    pub p99_excess_delay_ms: f64,
-    /// Whether any PCR was found (lateness is meaningless without).
-    pub pcr_found: bool,
+    /// (PCR, arrival UNIX ms) of every PCR-bearing packet output.
+    pub pcr_times: Vec<(u64, f64)>,
     /// Output bytes per 100 ms bin from `first_unix_ms`.
     pub bytes_per_100ms: Vec<u64>,
     /// First/last continuity counters per PID.
@@ -135,27 +127,18 @@ pub struct OutputReport {
 /// Accumulates [`OutputReport`] from output buffers.
 #[derive(Debug)]
 pub struct OutputMeter {
-    latency_ms: f64,
     cc: ContinuityChecker,
-    pcr_pid: Option<u16>,
-    last_pcr: Option<u64>,
-    pcr_unwrap: u64,
-    /// Per buffer: (arrival ms, media ms of its first packet, packets).
-    samples: Vec<(f64, f64, u32)>,
+    pcr: PcrLog,
     last_cc: std::collections::HashMap<u16, u8>,
     report: OutputReport,
 }
 
 impl OutputMeter {
-    /// `latency_ms`: the receiver's latency (the lateness threshold).
-    pub fn new(latency_ms: f64) -> Self {
+    /// A fresh meter.
+    pub fn new() -> Self {
         Self {
-            latency_ms,
             cc: ContinuityChecker::new(),
-            pcr_pid: None,
-            last_pcr: None,
-            pcr_unwrap: 0,
-            samples: Vec::new(),
+            pcr: PcrLog::default(),
             last_cc: Default::default(),
             report: OutputReport::default(),
         }
@@ -189,35 +172,10 @@ impl OutputMeter {
         self.cc.push(data);
         r.pid_ends.push(data);
 
-        let mut media_ms = None;
-        let mut packets = 0u32;
         for pkt in data.chunks_exact(TS_PACKET_SIZE) {
-            packets += 1;
             self.count_missing(pkt);
-            if let Some((pid, pcr)) = pcr_of(pkt) {
-                if self.pcr_pid.is_none() {
-                    self.pcr_pid = Some(pid);
-                }
-                if self.pcr_pid == Some(pid) {
-                    if let Some(last) = self.last_pcr {
-                        // A large backwards step is a wrap of the 33-bit base.
-                        if pcr + PCR_WRAP / 2 < last % PCR_WRAP {
-                            self.pcr_unwrap += PCR_WRAP;
-                        }
-                    }
-                    let unwrapped = pcr + self.pcr_unwrap;
-                    self.last_pcr = Some(unwrapped);
-                }
-            }
-            if media_ms.is_none() {
-                media_ms = self.last_pcr.map(|p| p as f64 / 27_000.0);
-            }
         }
-        if let Some(m) = media_ms {
-            if unix_ms - self.report.first_unix_ms >= STARTUP_MS {
-                self.samples.push((unix_ms, m, packets));
-            }
-        }
+        self.pcr.push(unix_ms, data);
     }
 
     /// Lower bound of packets missing per PID from CC jumps (payload packets only).
@@ -246,36 +204,84 @@ impl OutputMeter {
         r.ts_packets = cc.packets;
         r.cc_errors = cc.cc_errors;
         r.sync_errors = cc.sync_errors;
-        r.pcr_found = !self.samples.is_empty();
-        if let Some(min_delay) = self
-            .samples
-            .iter()
-            .map(|(a, m, _)| a - m)
-            .min_by(|a, b| a.total_cmp(b))
-        {
-            let mut excess: Vec<(f64, u32)> = self
-                .samples
-                .iter()
-                .map(|(a, m, n)| (a - m - min_delay, *n))
-                .collect();
-            r.late_packets = excess
-                .iter()
-                .filter(|(e, _)| *e > self.latency_ms)
-                .map(|(_, n)| u64::from(*n))
-                .sum();
-            excess.sort_by(|a, b| a.0.total_cmp(&b.0));
-            r.max_excess_delay_ms = excess.last().map_or(0.0, |e| e.0);
-            let total: u64 = excess.iter().map(|e| u64::from(e.1)).sum();
-            let mut seen = 0u64;
-            for (e, n) in &excess {
-                seen += u64::from(*n);
-                if seen * 100 >= total * 99 {
-                    r.p99_excess_delay_ms = *e;
-                    break;
+        r.pcr_times = self.pcr.times.clone();
+        r
+    }
+}
+
+impl Default for OutputMeter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Wall-clock times of the PCR-bearing packets of one PID (the first PID seen with a
+/// PCR), keyed by PCR value (27 MHz, as carried).
+#[derive(Debug, Clone, Default)]
+pub struct PcrLog {
+    pid: Option<u16>,
+    /// (PCR, UNIX ms).
+    pub times: Vec<(u64, f64)>,
+}
+
+impl PcrLog {
+    /// Note the PCR packets of `data` seen at `unix_ms`.
+    pub fn push(&mut self, unix_ms: f64, data: &[u8]) {
+        for pkt in data.chunks_exact(TS_PACKET_SIZE) {
+            if let Some((pid, pcr)) = pcr_of(pkt) {
+                if *self.pid.get_or_insert(pid) == pid {
+                    self.times.push((pcr, unix_ms));
                 }
             }
         }
-        r
+    }
+}
+
+/// Transport delay figures of one run (see the module doc).
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
+pub struct Lateness {
+    /// PCR packets matched between sender and receiver (after start-up).
+    pub samples: usize,
+    /// Smallest transport delay (ms).
+    pub min_delay_ms: f64,
+    /// 99th percentile of the transport delay (ms).
+    pub p99_delay_ms: f64,
+    /// Largest transport delay (ms).
+    pub max_delay_ms: f64,
+    /// Share of samples whose delay exceeds the minimum by more than the latency.
+    pub late_share: f64,
+}
+
+impl Lateness {
+    /// Match `sent` and `received` (PCR, UNIX ms) logs; `latency_ms` is the threshold.
+    /// PCR values repeat only after 26.5 h, so they identify packets within a run.
+    pub fn measure(sent: &[(u64, f64)], received: &[(u64, f64)], latency_ms: f64) -> Self {
+        let Some(start) = sent.first().map(|s| s.1) else {
+            return Self::default();
+        };
+        let sent: std::collections::HashMap<u64, f64> = sent.iter().copied().collect();
+        let mut delays: Vec<f64> = received
+            .iter()
+            .filter_map(|(pcr, at)| {
+                sent.get(pcr)
+                    .filter(|&&t| t - start >= STARTUP_MS)
+                    .map(|t| at - t)
+            })
+            .collect();
+        if delays.is_empty() {
+            return Self::default();
+        }
+        delays.sort_by(f64::total_cmp);
+        let min = delays[0];
+        let late = delays.iter().filter(|d| **d - min > latency_ms).count();
+        let p99 = delays[((delays.len() - 1) as f64 * 0.99).round() as usize];
+        Self {
+            samples: delays.len(),
+            min_delay_ms: min,
+            p99_delay_ms: p99,
+            max_delay_ms: delays[delays.len() - 1],
+            late_share: late as f64 / delays.len() as f64,
+        }
     }
 }
 
@@ -317,7 +323,7 @@ mod tests {
 
     #[test]
     fn gaps_stalls_and_continuity() {
-        let mut m = OutputMeter::new(1000.0);
+        let mut m = OutputMeter::new();
         let mut cc = 0u8;
         let mut t = 1_000_000.0;
         for i in 0..100 {
@@ -342,7 +348,7 @@ mod tests {
         assert_eq!(r.max_gap_ms, 450.0);
         assert_eq!(r.stalls.len(), 1);
         assert_eq!(r.stalls[0].ms, 450.0);
-        assert!(!r.pcr_found);
+        assert!(r.pcr_times.is_empty());
         assert_eq!(r.bytes, 700 * 188);
         assert_eq!(r.bytes_per_100ms.iter().sum::<u64>(), r.bytes);
     }
@@ -367,32 +373,35 @@ mod tests {
     }
 
     #[test]
-    fn lateness_from_pcr() {
-        // One buffer per 10 ms of media time; arrivals 50 ms after their PCR except a
-        // block delayed by 1300 ms (late at latency 1000) and one by 600 ms (not late).
-        // The first 2 s of output (a start-up burst, 1500 ms late here) do not count.
-        let mut m = OutputMeter::new(1000.0);
-        let mut cc = 0u8;
+    fn lateness_from_matched_pcrs() {
+        // A PCR every 10 ms; transport delay 50 ms except a block of 1300 ms (late at
+        // latency 1000) and one of 600 ms (not late); the first 2 s are start-up.
+        let mut sent = PcrLog::default();
+        let mut meter = OutputMeter::new();
         for i in 0..600u64 {
-            let media_ms = i as f64 * 10.0;
-            let extra = match i {
-                0..=9 => 1500.0,
+            let t = 10_000.0 + i as f64 * 10.0;
+            let p = pkt(0x100, (i % 16) as u8, Some(i * 270_000));
+            sent.push(t, &p);
+            let delay = match i {
+                0..=9 => 3000.0,
                 400..=404 => 1300.0,
                 450 => 600.0,
-                _ => 0.0,
+                _ => 50.0,
             };
-            let mut buf = pkt(0x100, cc, Some(i * 270_000));
-            cc = (cc + 1) % 16;
-            for _ in 0..6 {
-                buf.extend(pkt(0x100, cc, None));
-                cc = (cc + 1) % 16;
-            }
-            m.push(5_000.0 + media_ms + 50.0 + extra, &buf);
+            meter.push(t + delay, &p);
         }
-        let r = m.report();
-        assert!(r.pcr_found);
-        assert_eq!(r.late_packets, 5 * 7);
-        assert!((r.max_excess_delay_ms - 1300.0).abs() < 1e-6);
-        assert!(r.p99_excess_delay_ms >= 600.0 - 1e-6);
+        let r = meter.report();
+        assert_eq!(r.pcr_times.len(), 600);
+        let l = Lateness::measure(&sent.times, &r.pcr_times, 1000.0);
+        assert_eq!(l.samples, 400);
+        assert_eq!(l.min_delay_ms, 50.0);
+        assert_eq!(l.max_delay_ms, 1300.0);
+        assert!((l.late_share - 5.0 / 400.0).abs() < 1e-12);
+        assert!(l.p99_delay_ms >= 600.0);
+        // Nothing matched: nothing measured.
+        assert_eq!(
+            Lateness::measure(&[], &r.pcr_times, 1000.0),
+            Lateness::default()
+        );
     }
 }

@@ -30,7 +30,7 @@ pub fn run(
         .with_context(|| format!("parsing {description}"))?
         .downcast::<gst::Pipeline>()
         .map_err(|_| anyhow!("not a pipeline"))?;
-    let meter = Arc::new(Mutex::new(OutputMeter::new(f64::from(latency_ms))));
+    let meter = Arc::new(Mutex::new(OutputMeter::new()));
     {
         let meter = meter.clone();
         let out = pipeline.by_name("out").context("no out element")?;

@@ -102,13 +102,9 @@ fn failures_note(out: &mut String, runs: &[(&RunResult, Derived)]) {
 type Column = dyn Fn(&RunResult, &Derived) -> String;
 
 /// Standard per-run table.
-fn run_table(
-    out: &mut String,
-    runs: &[(&RunResult, Derived)],
-    extra: &[(&str, &Column)],
-) {
-    let mut head = String::from("| system | encoder kbit/s | sent TS Mbit/s | delivered Mbit/s | lost TS packets | residual loss | CC errors | longest output gap ms | late packets |");
-    let mut sep = String::from("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+fn run_table(out: &mut String, runs: &[(&RunResult, Derived)], extra: &[(&str, &Column)]) {
+    let mut head = String::from("| system | encoder kbit/s | sent TS Mbit/s | delivered Mbit/s | lost TS packets | residual loss | CC errors | longest output gap ms | late packets | p99 transport delay ms |");
+    let mut sep = String::from("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (h, _) in extra {
         head += &format!(" {h} |");
         sep += "---:|";
@@ -116,7 +112,7 @@ fn run_table(
     let _ = writeln!(out, "{head}\n{sep}");
     for (r, d) in runs {
         let mut row = format!(
-            "| {} | {} | {} | {} | {} of {}{} | {} | {} | {:.0} | {} |",
+            "| {} | {} | {} | {} | {} of {}{} | {} | {} | {:.0} | {} | {:.0} |",
             r.spec.system,
             r.spec.bitrate_kbps,
             mbps(d.sent_kbps),
@@ -131,7 +127,8 @@ fn run_table(
             pct(d.residual_loss),
             d.cc_errors,
             d.max_gap_ms,
-            d.late_packets
+            d.late_packets,
+            d.lateness.p99_delay_ms
         );
         for (_, f) in extra {
             row += &format!(" {} |", f(r, d));
@@ -333,8 +330,12 @@ pub fn render(res: &SuiteResults, traces: Option<&Path>) -> String {
          errors (`ristbond_core::ts::ContinuityChecker`), lost TS packets = max(sent − received, packets missing by \
          continuity counters inside the stream + at its start and end), residual loss = lost / sent, delivered \
          bitrate = received TS bytes over the sender's first-to-last send time, the longest gap between output \
-         buffers, and *late packets*: TS packets whose delay (arrival − media time of the last PCR) exceeds the \
-         run's smallest delay by more than the latency (the first 2 s of output excluded). Losses at the very start \
+         buffers, and *late packets*: sender and receiver log the wall-clock time of every PCR-bearing TS packet \
+         (about 25 a second); matched by PCR they give the transport delay, and a packet is late when its delay \
+         exceeds the run's smallest by more than the latency (a player starting `latency` behind the fastest packet \
+         would skip it); the late share of the PCR packets × packets received, first 2 s left out. A sent TS rate \
+         well below the encoder setting means the encoder could not keep up (CPU), not a transport effect. \
+         Losses at the very start \
          and end of the stream (before the receiver's first and after its last packet, found by comparing the \
          sender's and receiver's first/last continuity counter per PID) are shown as \"at start/end\": no later \
          packet reveals them to a RIST receiver, and a live feed has no end. *Clean* = no loss inside the stream, \
@@ -502,7 +503,7 @@ pub fn render(res: &SuiteResults, traces: Option<&Path>) -> String {
             "Braid adapts: the sender sets `x264enc bitrate` to 0.9 × the sink's `available-bitrate` (within {}–{} kbit/s) \
              whenever it moves by 5 % or more; without that field in `ristbond-stats` it stays at {} kbit/s. The other \
              systems cannot adapt and run at a fixed {} kbit/s; `rist-single` uses the TMobile link. Capacity = the \
-             trace opportunities of the links used over the receiver's output window.\n",
+             trace opportunities of the links used over the sender's first-to-last send time.\n",
             suite::B3_ADAPTIVE_KBPS.0,
             suite::B3_ADAPTIVE_KBPS.1,
             suite::B3_FIXED_KBPS,
@@ -519,9 +520,6 @@ pub fn render(res: &SuiteResults, traces: Option<&Path>) -> String {
                     d.capacity_kbps.map_or("-".into(), |c| {
                         format!("{:.0} %", d.delivered_kbps / c * 100.0)
                     })
-                }),
-                ("p99 excess delay ms", &|_, d: &Derived| {
-                    format!("{:.0}", d.p99_excess_delay_ms)
                 }),
                 ("bitrate changes", &|r: &RunResult, _| {
                     r.sender_events

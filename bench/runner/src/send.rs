@@ -22,7 +22,7 @@ use gst::prelude::*;
 use serde_json::{json, Value};
 
 use crate::gstjson::structure_to_json;
-use crate::metrics::PidEnds;
+use crate::metrics::{PcrLog, PidEnds};
 use crate::systems::{self, Source, System};
 use crate::util::{emit, play, unix_ms, watch_stdin_eof};
 
@@ -82,13 +82,15 @@ pub fn run(args: &SendArgs) -> Result<()> {
     let last_ms = Arc::new(Mutex::new(0f64));
     let eos_at = Arc::new(Mutex::new(None::<Instant>));
     let ends = Arc::new(Mutex::new(PidEnds::default()));
+    let pcrs = Arc::new(Mutex::new(PcrLog::default()));
     {
-        let (ts_bytes, first_ms, last_ms, eos_at, ends) = (
+        let (ts_bytes, first_ms, last_ms, eos_at, ends, pcrs) = (
             ts_bytes.clone(),
             first_ms.clone(),
             last_ms.clone(),
             eos_at.clone(),
             ends.clone(),
+            pcrs.clone(),
         );
         mux.static_pad("src").context("mux src pad")?.add_probe(
             gst::PadProbeType::BUFFER
@@ -99,6 +101,7 @@ pub fn run(args: &SendArgs) -> Result<()> {
                 let mut note = |b: &gst::BufferRef| {
                     if let Ok(map) = b.map_readable() {
                         ends.lock().unwrap().push(&map);
+                        pcrs.lock().unwrap().push(unix_ms(), &map);
                     }
                     b.size()
                 };
@@ -237,6 +240,7 @@ pub fn run(args: &SendArgs) -> Result<()> {
         "errors": errors,
         "final_bitrate_kbps": bitrate_kbps,
         "pid_ends": ends.lock().unwrap().clone(),
+        "pcr_times": pcrs.lock().unwrap().times,
         "adaptive_feedback_seen": saw_available,
         "transport_stats": transport_stats,
     }));
