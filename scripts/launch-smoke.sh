@@ -36,3 +36,34 @@ verdict=$(target/debug/braid-agent verify-ts "$OUT/out.ts")
 echo "launch-smoke: $verdict"
 echo "$verdict" | grep -q 'frames=300 ' || { echo "launch-smoke: FAIL expected 300 frames" >&2; exit 1; }
 echo "$verdict" | grep -q 'cc_errors=0' || { echo "launch-smoke: FAIL continuity errors" >&2; exit 1; }
+
+# The agent's own pipeline, as `braid-agent pipeline --print` prints it for a field
+# engineer, run by hand (fallbackswitch from gst-plugins-rs built as a plugin too).
+cargo build --locked -p gst-plugin-fallbackswitch 2>&1 | tail -n 1
+P3=$((P1 + 4))
+cat >"$OUT/stream.json" <<JSON
+{"stream_id": "smoke", "source": {"mode": "test", "resolution": "320x240", "framerate": 25},
+ "encoder": {"codec": "h264", "bitrate_kbps": 500}, "audio": {"enabled": true, "codec": "aac"},
+ "bonding_config": {"version": 1, "links": [{"id": 0, "uri": "rist://127.0.0.1:$P3"}]}}
+JSON
+line=$(target/debug/braid-agent pipeline --print "$OUT/stream.json")
+echo "$line" >"$OUT/printed-line.txt"
+gst-launch-1.0 ristbondsrc links="rist://@0.0.0.0:$P3" ! filesink location="$OUT/printed.ts" \
+  >"$OUT/printed-receiver.log" 2>&1 &
+rx=$!
+sleep 1
+# Live sources: stop it with SIGINT after 5 s; -e turns that into EOS.
+timeout 60 timeout -s INT 5 bash -c "exec $line" >"$OUT/printed-sender.log" 2>&1 || true
+sleep 1
+kill -INT "$rx" 2>/dev/null || true
+wait "$rx" 2>/dev/null || true
+grep -q 'Got EOS from element' "$OUT/printed-sender.log" || {
+  echo "launch-smoke: FAIL the printed pipeline did not end cleanly on EOS" >&2
+  tail -n 20 "$OUT/printed-sender.log" >&2
+  exit 1
+}
+verdict=$(target/debug/braid-agent verify-ts "$OUT/printed.ts")
+echo "launch-smoke: printed pipeline: $verdict"
+frames=$(echo "$verdict" | sed -n 's/.*frames=\([0-9]*\).*/\1/p')
+[ "${frames:-0}" -ge 75 ] || { echo "launch-smoke: FAIL printed pipeline: too few frames" >&2; exit 1; }
+echo "$verdict" | grep -q 'cc_errors=0' || { echo "launch-smoke: FAIL printed pipeline: continuity errors" >&2; exit 1; }

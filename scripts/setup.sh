@@ -10,8 +10,13 @@ APT_PACKAGES=(
   # runtime: sources, x264/x265, mpegtsmux, decoders for verification
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools
+  # ALSA capture (alsasrc) for V4L2 grabbers' sound cards; ffprobe for the pipeline tests
+  gstreamer1.0-alsa ffmpeg
   # interop peer (librist ristsender/ristreceiver) and test tools
   rist-tools iproute2 procps
+  # v4l crate (bindgen); D-Bus device tests: private dbus-daemon, dbus-python and
+  # PyGObject from Debian for the python-dbusmock venv below
+  libclang-dev dbus python3-venv python3-dbus python3-gi
 )
 
 missing=()
@@ -33,5 +38,16 @@ if ! command -v cargo >/dev/null 2>&1; then
     exit 1
   fi
 fi
+# python-dbusmock >= 0.32 (the `modemmanager` template; Debian has 0.28) in a venv
+# that sees Debian's dbus-python and PyGObject, so nothing is compiled. Tests find it
+# at target/dbusmock-venv (or $BRAID_DBUSMOCK_PYTHON).
+DBUSMOCK_VENV="$(cd "$(dirname "$0")/.." && pwd)/target/dbusmock-venv"
+if ! "$DBUSMOCK_VENV/bin/python" -c 'import dbus, gi, dbusmock.templates.modemmanager' 2>/dev/null; then
+  echo "setup: python-dbusmock venv in $DBUSMOCK_VENV"
+  mkdir -p "$(dirname "$DBUSMOCK_VENV")"
+  /usr/bin/python3 -m venv --clear --system-site-packages "$DBUSMOCK_VENV"
+  "$DBUSMOCK_VENV/bin/pip" install -q --disable-pip-version-check 'python-dbusmock>=0.32'
+fi
+
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt >/dev/null 2>&1 || true
 echo "setup: ok ($(pkg-config --modversion gstreamer-1.0 | sed 's/^/GStreamer /'), $(cargo --version))"

@@ -13,6 +13,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, ALLOW_INSECURE_ENV};
 use crate::control::{self, ControlParams};
+use crate::device::{self, events::EventSink, DeviceOptions};
 use crate::streams::{self, StreamsConfig};
 
 /// Longest the graceful stop may take before the agent exits anyway.
@@ -45,8 +46,19 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let streams = streams::spawn_with(
         StreamsConfig {
             media_dir: Some(config.agent.media_dir.clone()),
+            source_lost_timeout: config
+                .streams
+                .source_lost_timeout_s
+                .map(Duration::from_secs),
         },
-        reports_tx,
+        reports_tx.clone(),
+        cancel.clone(),
+        &tracker,
+    );
+    let device = device::spawn(
+        DeviceOptions::new(&config.agent.media_dir),
+        EventSink::new(reports_tx.clone()),
+        Some(streams.clone()),
         cancel.clone(),
         &tracker,
     );
@@ -56,6 +68,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         streams,
         reports: reports_rx,
         cancel: cancel.clone(),
+        device,
     }));
     tracker.close();
 

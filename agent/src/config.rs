@@ -16,6 +16,8 @@
 //! [nmos]
 //! enabled = false
 //! port = 8080
+//! [streams]
+//! source_lost_timeout_s = 600  # end a stream whose source stays lost (default: never)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -44,6 +46,20 @@ pub struct Config {
     /// `[nmos]`: NMOS node API (not served by this version).
     #[serde(default)]
     pub nmos: NmosConfig,
+    /// `[streams]`: behaviour of live streams.
+    #[serde(default)]
+    pub streams: StreamsSection,
+}
+
+/// `[streams]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamsSection {
+    /// Seconds a stream may stay on the slate (its source lost) before it ends with
+    /// `stream.ended` reason `source_lost` (PROTOCOL.md §4). Absent: never; the slate
+    /// stays on air until the source returns or the stream is stopped. At least 1.
+    #[serde(default)]
+    pub source_lost_timeout_s: Option<u64>,
 }
 
 /// `[control_plane]`.
@@ -247,6 +263,12 @@ impl Config {
             parse_pin(&self.control_plane.tls.pin_sha256)
                 .map_err(|e| invalid("control_plane.tls.pin_sha256", e.to_string()))?;
         }
+        if self.streams.source_lost_timeout_s == Some(0) {
+            return Err(invalid(
+                "streams.source_lost_timeout_s",
+                "must be at least 1 (leave it out for never)".into(),
+            ));
+        }
         if self.agent.status_interval_s == 0 {
             return Err(invalid(
                 "agent.status_interval_s",
@@ -435,6 +457,25 @@ port = 9090
         assert!(err.to_string().contains("status_interval_s"), "{err}");
         // ws:// parses; it is refused at connect time unless BRAID_ALLOW_INSECURE=1.
         assert!(parse("[control_plane]\nurl = \"ws://127.0.0.1:1/\"\n").is_ok());
+    }
+
+    #[test]
+    fn streams_source_lost_timeout() {
+        let c = parse("[control_plane]\nurl = \"wss://h/\"\n").unwrap();
+        assert_eq!(c.streams.source_lost_timeout_s, None);
+        let c =
+            parse("[control_plane]\nurl = \"wss://h/\"\n[streams]\nsource_lost_timeout_s = 30\n")
+                .unwrap();
+        assert_eq!(c.streams.source_lost_timeout_s, Some(30));
+        let err =
+            parse("[control_plane]\nurl = \"wss://h/\"\n[streams]\nsource_lost_timeout_s = 0\n")
+                .unwrap_err();
+        assert!(
+            err.to_string().contains("streams.source_lost_timeout_s"),
+            "{err}"
+        );
+        let err = parse("[control_plane]\nurl = \"wss://h/\"\n[streams]\nslate = 1\n").unwrap_err();
+        assert!(err.to_string().contains("`streams.slate`"), "{err}");
     }
 
     #[test]

@@ -34,6 +34,21 @@ enum Cmd {
         /// The TS file.
         file: PathBuf,
     },
+    /// Print the pipeline a `stream.start` (PROTOCOL.md §5) would run on this
+    /// machine, as a `gst-launch-1.0` command line.
+    Pipeline {
+        /// JSON file with the `stream.start` payload (or a whole message with a
+        /// `payload`).
+        #[arg(long, value_name = "STREAM_JSON")]
+        print: PathBuf,
+        /// Media folder `source.path` must lie in (default: `agent.media_dir` of
+        /// `--config`, else /var/lib/braid/media).
+        #[arg(long)]
+        media_dir: Option<PathBuf>,
+        /// Agent config to take `agent.media_dir` from.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -79,6 +94,51 @@ fn run(command: Cmd) -> anyhow::Result<u8> {
                 file.display()
             );
             Ok(if v.cc_errors == 0 { 0 } else { 1 })
+        }
+        Cmd::Pipeline {
+            print,
+            media_dir,
+            config,
+        } => print_pipeline(&print, media_dir, config),
+    }
+}
+
+/// `braid-agent pipeline --print`: exit 0 with the line on stdout, 2 when the
+/// request is refused (the field and reason on stderr).
+fn print_pipeline(
+    file: &std::path::Path,
+    media_dir: Option<PathBuf>,
+    config: Option<PathBuf>,
+) -> anyhow::Result<u8> {
+    use anyhow::Context;
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let mut value: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", file.display()))?;
+    if let Some(payload) = value.get_mut("payload") {
+        value = payload.take();
+    }
+    let start: braid_protocol::stream::StreamStart = match serde_path_to_error::deserialize(value) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("braid-agent: invalid {}: {}", e.path(), e.inner());
+            return Ok(2);
+        }
+    };
+    let media_dir = match (media_dir, config) {
+        (Some(dir), _) => dir,
+        (None, Some(config)) => braid_agent::config::Config::load(&config)?.agent.media_dir,
+        (None, None) => PathBuf::from("/var/lib/braid/media"),
+    };
+    braid_agent::media::init()?;
+    match braid_pipelines::StreamPlan::from_start(&start, Some(&media_dir)) {
+        Ok(plan) => {
+            println!("{}", plan.launch_line());
+            Ok(0)
+        }
+        Err(e) => {
+            eprintln!("braid-agent: {e}");
+            Ok(2)
         }
     }
 }

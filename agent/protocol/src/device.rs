@@ -25,6 +25,23 @@ pub struct DeviceStatus {
     /// SoC temperature, °C, when a thermal sensor is readable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub temperature_c: Option<f64>,
+    /// Whether ModemManager answers on the system D-Bus (`running`), so that "no
+    /// cellular entries" can be told apart from "modem status unavailable"
+    /// (`absent`). Braid extension of PROTOCOL.md §4; absent from older agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modem_manager: Option<ModemManagerState>,
+}
+
+/// `device.status.modem_manager`: can the agent see the modems?
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModemManagerState {
+    /// `org.freedesktop.ModemManager1` has an owner on the system bus; the cellular
+    /// entries are complete.
+    Running,
+    /// ModemManager (or the system D-Bus itself) is not there: cellular entries
+    /// carry no modem figures until it comes back.
+    Absent,
 }
 
 impl Message for DeviceStatus {
@@ -32,7 +49,8 @@ impl Message for DeviceStatus {
 }
 
 /// One entry of `network_interfaces[]` (PROTOCOL.md §4). The modem fields are
-/// absent unless the interface is a cellular modem known to ModemManager.
+/// absent unless the interface is a cellular modem known to ModemManager; a modem
+/// with no network interface yet is listed under its net port or `modemN`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NetworkInterface {
     /// Kernel name, e.g. `wwan0`, `eth0`.
@@ -66,6 +84,25 @@ pub struct NetworkInterface {
     /// SINR, dB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sinr_db: Option<f64>,
+    /// Every address of the interface in CIDR notation (`10.45.0.2/30`,
+    /// `2001:db8::5/64`), IPv4 first. Braid extension of PROTOCOL.md §4.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<String>,
+    /// ModemManager's signal quality, percent (0–100). Braid extension.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal_percent: Option<u32>,
+    /// Registered on a visited network (3GPP registration state `roaming`).
+    /// Braid extension.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roaming: Option<bool>,
+    /// ModemManager's modem state word: `failed`, `unknown`, `initializing`,
+    /// `locked`, `disabled`, `disabling`, `enabling`, `enabled`, `searching`,
+    /// `registered`, `disconnecting`, `connecting`, `connected`. Braid extension.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modem_state: Option<String>,
+    /// Manufacturer and model of the modem, e.g. `Quectel EM12-G`. Braid extension.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modem_model: Option<String>,
 }
 
 impl NetworkInterface {
@@ -83,6 +120,11 @@ impl NetworkInterface {
             rsrp_dbm: None,
             rsrq_db: None,
             sinr_db: None,
+            addresses: Vec::new(),
+            signal_percent: None,
+            roaming: None,
+            modem_state: None,
+            modem_model: None,
         }
     }
 }
@@ -121,10 +163,31 @@ pub struct MediaInput {
     pub kind: MediaInputType,
     /// Human-readable name.
     pub label: String,
-    /// Modes as `WIDTHxHEIGHT@FPS`, e.g. `1920x1080@30`.
+    /// Modes as `WIDTHxHEIGHT@FPS`, e.g. `1920x1080@30` (`1920x1080@29.97` for
+    /// fractional rates), over all pixel formats, largest first.
     pub capabilities: Vec<String>,
-    /// Whether a stream uses it.
+    /// Whether it can be used: `busy` when a stream of this agent or another
+    /// process holds it.
     pub status: MediaInputStatus,
+    /// The same modes per pixel format (V4L2 only). Braid extension of
+    /// PROTOCOL.md §4.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub formats: Vec<CaptureFormat>,
+    /// Why the device could not be queried (e.g. `permission denied`); the entry
+    /// is still listed. Braid extension.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One pixel format of a capture device (`media_inputs[].formats[]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaptureFormat {
+    /// V4L2 FourCC, e.g. `YUYV`, `MJPG`, `NV12`.
+    pub fourcc: String,
+    /// The driver's description, e.g. `Motion-JPEG`.
+    pub description: String,
+    /// Modes as `WIDTHxHEIGHT@FPS`, largest first.
+    pub capabilities: Vec<String>,
 }
 
 /// `media_inputs[].type`.
@@ -158,6 +221,10 @@ pub struct SavedMedia {
     pub size_mb: u64,
     /// Duration, s (0 when it could not be determined).
     pub duration_s: u64,
+    /// Why the file could not be read or probed (e.g. `permission denied`, `not a
+    /// media file`); the file is still listed. Braid extension of PROTOCOL.md §4.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// `stream_state`: aggregate over the agent's streams.
@@ -207,6 +274,11 @@ mod tests {
                         rsrp_dbm: None,
                         rsrq_db: None,
                         sinr_db: None,
+                        ..NetworkInterface::new(
+                            "",
+                            InterfaceType::Cellular,
+                            InterfaceState::Connected,
+                        )
                     },
                     NetworkInterface::new(
                         "eth0",
@@ -222,6 +294,8 @@ mod tests {
                         label: "Test pattern".into(),
                         capabilities: vec!["1920x1080@30".into(), "1280x720@30".into()],
                         status: MediaInputStatus::Busy,
+                        formats: vec![],
+                        error: None,
                     },
                     MediaInput {
                         device: "/dev/video0".into(),
@@ -229,6 +303,8 @@ mod tests {
                         label: "HDMI".into(),
                         capabilities: vec![],
                         status: MediaInputStatus::Available,
+                        formats: vec![],
+                        error: None,
                     },
                 ],
                 saved_media: vec![SavedMedia {
@@ -236,12 +312,14 @@ mod tests {
                     name: "a.mp4".into(),
                     size_mb: 42,
                     duration_s: 120,
+                    error: None,
                 }],
                 stream_state: StreamState::Live,
                 cpu_percent: 12.5,
                 mem_used_mb: 180,
                 uptime_s: 86400,
                 temperature_c: Some(48.5),
+                modem_manager: None,
             },
         );
     }
@@ -260,6 +338,101 @@ mod tests {
                 mem_used_mb: 0,
                 uptime_s: 5,
                 temperature_c: None,
+                modem_manager: None,
+            },
+        );
+    }
+
+    #[test]
+    fn golden_device_status_with_modems_capture_formats_and_errors() {
+        assert_golden(
+            r#"{"network_interfaces":[
+                 {"name":"wwan0","type":"cellular","state":"connected","ip":"10.45.0.2",
+                  "carrier":"Vodafone","signal_dbm":-61.0,"technology":"5G-NSA",
+                  "imei":"490154203237518","rsrp_dbm":-95.0,"rsrq_db":-11.0,"sinr_db":13.5,
+                  "addresses":["10.45.0.2/30"],"signal_percent":72,"roaming":false,
+                  "modem_state":"connected","modem_model":"Quectel RM520N-GL"},
+                 {"name":"modem3","type":"cellular","state":"disconnected",
+                  "modem_state":"locked","modem_model":"Sierra EM7455"}],
+               "media_inputs":[{"device":"/dev/video0","type":"v4l2","label":"Cam Link 4K",
+                 "capabilities":["1920x1080@59.94","1920x1080@30"],"status":"busy",
+                 "formats":[{"fourcc":"YUYV","description":"YUYV 4:2:2",
+                   "capabilities":["1920x1080@59.94","1920x1080@30"]}]},
+                 {"device":"/dev/video2","type":"v4l2","label":"video2","capabilities":[],
+                  "status":"available","error":"cannot open /dev/video2: permission denied"}],
+               "saved_media":[{"path":"/m/notes.txt","name":"notes.txt","size_mb":0,"duration_s":0,
+                 "error":"not a media file"}],
+               "stream_state":"idle","cpu_percent":3.5,"mem_used_mb":900,"uptime_s":60,
+               "modem_manager":"running"}"#,
+            &DeviceStatus {
+                network_interfaces: vec![
+                    NetworkInterface {
+                        ip: Some("10.45.0.2".into()),
+                        carrier: Some("Vodafone".into()),
+                        signal_dbm: Some(-61.0),
+                        technology: Some("5G-NSA".into()),
+                        imei: Some("490154203237518".into()),
+                        rsrp_dbm: Some(-95.0),
+                        rsrq_db: Some(-11.0),
+                        sinr_db: Some(13.5),
+                        addresses: vec!["10.45.0.2/30".into()],
+                        signal_percent: Some(72),
+                        roaming: Some(false),
+                        modem_state: Some("connected".into()),
+                        modem_model: Some("Quectel RM520N-GL".into()),
+                        ..NetworkInterface::new(
+                            "wwan0",
+                            InterfaceType::Cellular,
+                            InterfaceState::Connected,
+                        )
+                    },
+                    NetworkInterface {
+                        modem_state: Some("locked".into()),
+                        modem_model: Some("Sierra EM7455".into()),
+                        ..NetworkInterface::new(
+                            "modem3",
+                            InterfaceType::Cellular,
+                            InterfaceState::Disconnected,
+                        )
+                    },
+                ],
+                media_inputs: vec![
+                    MediaInput {
+                        device: "/dev/video0".into(),
+                        kind: MediaInputType::V4l2,
+                        label: "Cam Link 4K".into(),
+                        capabilities: vec!["1920x1080@59.94".into(), "1920x1080@30".into()],
+                        status: MediaInputStatus::Busy,
+                        formats: vec![CaptureFormat {
+                            fourcc: "YUYV".into(),
+                            description: "YUYV 4:2:2".into(),
+                            capabilities: vec!["1920x1080@59.94".into(), "1920x1080@30".into()],
+                        }],
+                        error: None,
+                    },
+                    MediaInput {
+                        device: "/dev/video2".into(),
+                        kind: MediaInputType::V4l2,
+                        label: "video2".into(),
+                        capabilities: vec![],
+                        status: MediaInputStatus::Available,
+                        formats: vec![],
+                        error: Some("cannot open /dev/video2: permission denied".into()),
+                    },
+                ],
+                saved_media: vec![SavedMedia {
+                    path: "/m/notes.txt".into(),
+                    name: "notes.txt".into(),
+                    size_mb: 0,
+                    duration_s: 0,
+                    error: Some("not a media file".into()),
+                }],
+                stream_state: StreamState::Idle,
+                cpu_percent: 3.5,
+                mem_used_mb: 900,
+                uptime_s: 60,
+                temperature_c: None,
+                modem_manager: Some(ModemManagerState::Running),
             },
         );
     }

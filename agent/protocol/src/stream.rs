@@ -40,6 +40,10 @@ pub struct SourceSpec {
     pub resolution: String,
     /// Frames per second.
     pub framerate: u32,
+    /// `loop`: for `media`, start the file over at its end instead of putting the
+    /// slate on air (default false).
+    #[serde(default, rename = "loop", skip_serializing_if = "std::ops::Not::not")]
+    pub looping: bool,
 }
 
 /// Source kinds (`source.mode`).
@@ -98,6 +102,11 @@ pub struct AudioSpec {
     /// Audio bitrate, kbit/s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bitrate_kbps: Option<u32>,
+    /// ALSA capture device (`hw:1,0`, `hw:CARD=MS2109,DEV=0`); absent: the test tone
+    /// for `test`, the file's track for `media`, the V4L2 device's own sound card
+    /// for `v4l2`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
 }
 
 /// `bonding_config` (seed 004 §4.2; PROTOCOL.md §5): the complete bonded-transport
@@ -309,6 +318,7 @@ mod tests {
                     path: None,
                     resolution: "1920x1080".into(),
                     framerate: 30,
+                    looping: false,
                 },
                 encoder: EncoderSpec {
                     codec: Codec::H265,
@@ -322,6 +332,7 @@ mod tests {
                     enabled: true,
                     codec: Some("opus".into()),
                     bitrate_kbps: Some(96),
+                    device: None,
                 }),
                 destinations: vec!["rist://platform.example.com:15000".into()],
                 bonding_config: BondingConfig {
@@ -345,6 +356,33 @@ mod tests {
                 thumbnails: true,
             },
         );
+    }
+
+    #[test]
+    fn golden_stream_start_media_loop_and_audio_device() {
+        let start: StreamStart = serde_json::from_str(
+            r#"{"stream_id":"s","source":{"mode":"media","path":"clip.mp4","resolution":"1280x720",
+                "framerate":25,"loop":true},"encoder":{"bitrate_kbps":3000},
+                "audio":{"enabled":true,"codec":"aac","device":"hw:CARD=MS2109,DEV=0"},
+                "bonding_config":{"links":[{"id":0,"uri":"rist://h:15000"}]}}"#,
+        )
+        .unwrap();
+        assert!(start.source.looping);
+        assert_eq!(
+            start.audio.as_ref().unwrap().device.as_deref(),
+            Some("hw:CARD=MS2109,DEV=0")
+        );
+        let back = serde_json::to_value(&start).unwrap();
+        assert_eq!(back["source"]["loop"], serde_json::json!(true));
+        assert_eq!(
+            back["audio"]["device"],
+            serde_json::json!("hw:CARD=MS2109,DEV=0")
+        );
+        // `loop: false` is the default and is not written.
+        let mut start = start;
+        start.source.looping = false;
+        let back = serde_json::to_value(&start).unwrap();
+        assert!(back["source"].get("loop").is_none(), "{back}");
     }
 
     #[test]

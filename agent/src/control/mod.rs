@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::credentials::{self, Credentials};
-use crate::device::StatusCollector;
+use crate::device::{DeviceHandle, StatusCollector};
 use crate::streams::{StreamReport, StreamsHandle};
 
 use backoff::Backoff;
@@ -36,6 +36,14 @@ use connect::Endpoint;
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Capabilities reported in `auth.login` and `health`.
 pub const CAPABILITIES: &[&str] = &["rist-bonding", "test-source", "v4l2", "media-file"];
+/// Capabilities reported in `auth.login` and `health`: [`CAPABILITIES`] plus the
+/// media capabilities of this machine (encoders by codec, audio codecs, source
+/// fallback; `braid_pipelines::capabilities`, computed once).
+pub fn capabilities() -> Vec<String> {
+    let mut caps: Vec<String> = CAPABILITIES.iter().map(|c| (*c).to_owned()).collect();
+    caps.extend(braid_pipelines::capabilities());
+    caps
+}
 /// Longest the event queue gets (PROTOCOL.md §6).
 pub const EVENT_QUEUE_MAX: usize = 4096;
 
@@ -85,6 +93,8 @@ pub struct ControlParams {
     pub reports: mpsc::Receiver<StreamReport>,
     /// Fires on SIGTERM/SIGINT.
     pub cancel: CancellationToken,
+    /// The device side: `device.status` collector and change notifications.
+    pub device: DeviceHandle,
 }
 
 /// How one connection attempt ended.
@@ -113,6 +123,8 @@ struct Control {
     credentials: Option<Credentials>,
     book: Arc<Mutex<StreamBook>>,
     collector: Arc<Mutex<StatusCollector>>,
+    /// Moves when `device.status` should be sent at once (device change).
+    status_changes: tokio::sync::watch::Receiver<u64>,
     events: VecDeque<Event>,
     pending_ended: VecDeque<StreamEnded>,
     unknown_types: HashSet<String>,
@@ -133,7 +145,6 @@ pub async fn run(params: ControlParams) -> Result<(), ControlError> {
             file: credentials::path(&state_dir).display().to_string(),
         });
     }
-    let collector = StatusCollector::new(&params.config.agent.media_dir);
     let mut control = Control {
         endpoint,
         streams: params.streams,
@@ -141,7 +152,8 @@ pub async fn run(params: ControlParams) -> Result<(), ControlError> {
         cancel: params.cancel,
         credentials: creds,
         book: Arc::default(),
-        collector: Arc::new(Mutex::new(collector)),
+        collector: params.device.collector(),
+        status_changes: params.device.changes(),
         events: VecDeque::new(),
         pending_ended: VecDeque::new(),
         unknown_types: HashSet::new(),
@@ -268,7 +280,7 @@ impl Control {
             protocol_version: braid_protocol::PROTOCOL_VERSION,
             hostname: self.hostname.clone(),
             arch: std::env::consts::ARCH.into(),
-            capabilities: CAPABILITIES.iter().map(|c| (*c).to_owned()).collect(),
+            capabilities: capabilities(),
         }
     }
 

@@ -244,6 +244,8 @@ impl<'a> Session<'a> {
             return end;
         }
 
+        // The first status goes out with the first tick: changes until now are in it.
+        self.control.status_changes.borrow_and_update();
         let now = Instant::now();
         let status_every = Duration::from_secs(self.control.config.agent.status_interval_s);
         let mut status_tick = interval_at(now, status_every);
@@ -263,6 +265,7 @@ impl<'a> Session<'a> {
                 Some(report) = self.control.reports.recv() => self.on_report(report).await,
                 Some(env) = self.outbox_rx.recv() => self.send_flow(env).await,
                 _ = status_tick.tick() => { self.spawn_status(); Flow::Continue }
+                Ok(()) = self.control.status_changes.changed() => { self.spawn_status(); Flow::Continue }
                 _ = health_tick.tick() => self.send_health().await,
                 _ = ping_tick.tick() => match self.send_ws(WsMessage::Ping(Default::default())).await {
                     Ok(()) => Flow::Continue,
@@ -479,10 +482,7 @@ impl<'a> Session<'a> {
             status,
             agent_version: super::AGENT_VERSION.into(),
             protocol_version: braid_protocol::PROTOCOL_VERSION,
-            capabilities: super::CAPABILITIES
-                .iter()
-                .map(|c| (*c).to_owned())
-                .collect(),
+            capabilities: super::capabilities(),
             uptime_s: self.control.started.elapsed().as_secs(),
             streams_live: u32::try_from(live).unwrap_or(u32::MAX),
             event_backlog: u32::try_from(self.control.events.len()).unwrap_or(u32::MAX),

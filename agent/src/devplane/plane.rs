@@ -333,6 +333,7 @@ impl Plane {
                 path: None,
                 resolution: self.opts.resolution.clone(),
                 framerate: self.opts.framerate,
+                looping: false,
             },
             encoder: EncoderSpec {
                 codec: Default::default(),

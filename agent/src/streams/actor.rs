@@ -1,13 +1,19 @@
-//! One stream: owns its pipeline from build to `Null`, reports stats and the end.
+//! One stream: owns its pipeline from build to `Null`, reports stats and the end,
+//! and keeps it on air when its source goes away: the pipeline's `fallbackswitch`
+//! puts the slate on air, the [`Supervisor`] restarts the source, and the actor turns
+//! switches into events (PROTOCOL.md §6, category `stream`) and ends the stream with
+//! `source_lost` only after `streams.source_lost_timeout_s` (default: never).
 
 use std::time::{Duration, Instant};
 
-use braid_pipelines::StreamPlan;
+use braid_pipelines::{Action, Essence, SourceEvent, StreamPlan, Supervisor};
 use braid_protocol::error::{ErrorBody, ErrorCode};
+use braid_protocol::event::{Category, Event, Severity};
 use braid_protocol::stream::{EndReason, StreamEnded, StreamStats};
 use futures_util::StreamExt;
 use gst::prelude::*;
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::stats::{parse_sink_stats, SinkStats};
@@ -25,13 +31,25 @@ pub(super) struct StreamActor {
     plan: StreamPlan,
     reports: mpsc::Sender<StreamReport>,
     last: SinkStats,
+    /// `streams.source_lost_timeout_s`.
+    source_lost_timeout: Option<Duration>,
+    /// Since when the video source is lost (the slate on air).
+    video_lost_since: Option<Instant>,
+    /// Why, for `stream.ended.error`.
+    video_lost_reason: String,
 }
 
 /// How the live phase ended.
 enum Ending {
     Stop(EndReason, Option<oneshot::Sender<()>>),
     Failed(EndReason, String),
+    /// The source stayed lost past the timeout: drained like a stop, reported with
+    /// reason `source_lost` and this error text.
+    SourceLost(String),
 }
+
+/// Restarts of source branches in flight: (branch, result).
+type Restarts = JoinSet<(usize, Result<(), String>)>;
 
 /// Classify a start-up error message from the bus as a response body.
 fn start_error(err: &gst::message::Error) -> ErrorBody {
@@ -61,11 +79,18 @@ async fn set_state(pipeline: &gst::Pipeline, state: gst::State) -> Result<(), St
 }
 
 impl StreamActor {
-    pub(super) fn new(plan: StreamPlan, reports: mpsc::Sender<StreamReport>) -> Self {
+    pub(super) fn new(
+        plan: StreamPlan,
+        reports: mpsc::Sender<StreamReport>,
+        source_lost_timeout: Option<Duration>,
+    ) -> Self {
         Self {
             plan,
             reports,
             last: SinkStats::default(),
+            source_lost_timeout,
+            video_lost_since: None,
+            video_lost_reason: String::new(),
         }
     }
 
@@ -81,6 +106,13 @@ impl StreamActor {
         let id = self.plan.stream_id.clone();
         let pipeline = match self.plan.build() {
             Ok(p) => p,
+            Err(e) => {
+                let _ = ready.send(Err(ErrorBody::new(ErrorCode::PipelineError, e.to_string())));
+                return;
+            }
+        };
+        let mut supervisor = match Supervisor::attach(&self.plan, &pipeline) {
+            Ok(s) => s,
             Err(e) => {
                 let _ = ready.send(Err(ErrorBody::new(ErrorCode::PipelineError, e.to_string())));
                 return;
@@ -102,7 +134,9 @@ impl StreamActor {
             let _ = ready.send(Err(body));
             return;
         }
-        if let Err(body) = wait_playing(&pipeline, &mut messages).await {
+        let mut early = Vec::new();
+        if let Err(body) = wait_playing(&pipeline, &mut messages, &mut supervisor, &mut early).await
+        {
             let _ = set_state(&pipeline, gst::State::Null).await;
             let _ = ready.send(Err(body));
             return;
@@ -111,6 +145,8 @@ impl StreamActor {
         let _ = ready.send(Ok(()));
         tracing::info!(stream_id = %id, "stream live");
 
+        let mut restarts = Restarts::new();
+        self.act(&supervisor, early, &mut restarts).await;
         let mut tick = tokio::time::interval(STATS_PERIOD);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
@@ -124,10 +160,29 @@ impl StreamActor {
                     None => break Ending::Stop(EndReason::Shutdown, None),
                 },
                 _ = cancel.cancelled() => break Ending::Stop(EndReason::Shutdown, None),
-                _ = tick.tick() => self.send_stats(&pipeline, started),
+                _ = tick.tick() => {
+                    self.send_stats(&pipeline, started);
+                    let actions = supervisor.poll(Instant::now());
+                    self.act(&supervisor, actions, &mut restarts).await;
+                    if let Some(text) = self.source_lost_for_good() {
+                        break Ending::SourceLost(text);
+                    }
+                }
+                done = restarts.join_next(), if !restarts.is_empty() => {
+                    if let Some(Ok((branch, result))) = done {
+                        if let Err(e) = &result {
+                            tracing::warn!(stream_id = %id, error = %e, "source restart failed");
+                        }
+                        let actions = supervisor.restart_done(branch, result, Instant::now());
+                        self.act(&supervisor, actions, &mut restarts).await;
+                    }
+                }
                 msg = messages.next() => match msg {
                     Some(msg) => {
-                        if let Some(end) = self.on_message(&msg) {
+                        if let Some(actions) = supervisor.on_message(&msg, Instant::now()) {
+                            log_source_message(&id, &msg);
+                            self.act(&supervisor, actions, &mut restarts).await;
+                        } else if let Some(end) = self.on_message(&msg) {
                             break end;
                         }
                     }
@@ -135,11 +190,17 @@ impl StreamActor {
                 },
             }
         };
+        restarts.abort_all();
+        while restarts.join_next().await.is_some() {}
 
         let (reason, error, done) = match ending {
             Ending::Stop(reason, done) => {
                 self.drain_eos(&pipeline, &mut messages).await;
                 (reason, None, done)
+            }
+            Ending::SourceLost(error) => {
+                self.drain_eos(&pipeline, &mut messages).await;
+                (EndReason::SourceLost, Some(error), None)
             }
             Ending::Failed(reason, error) => (reason, Some(error), None),
         };
@@ -190,6 +251,101 @@ impl StreamActor {
         }
     }
 
+    /// Carry out the supervisor's actions: events out, restarts scheduled.
+    async fn act(
+        &mut self,
+        supervisor: &Supervisor,
+        actions: Vec<Action>,
+        restarts: &mut Restarts,
+    ) {
+        for action in actions {
+            match action {
+                Action::Report(ev) => {
+                    let event = self.source_event(supervisor, &ev);
+                    tracing::info!(stream_id = %self.plan.stream_id, message = %event.message, "source event");
+                    if self.reports.send(StreamReport::Event(event)).await.is_err() {
+                        tracing::warn!(stream_id = %self.plan.stream_id, "no control task to report an event to");
+                    }
+                }
+                Action::Restart { delay, job } => {
+                    restarts.spawn(async move {
+                        tokio::time::sleep(delay).await;
+                        let branch = job.branch;
+                        let result = tokio::task::spawn_blocking(move || job.run())
+                            .await
+                            .unwrap_or_else(|e| Err(e.to_string()));
+                        (branch, result)
+                    });
+                }
+            }
+        }
+    }
+
+    /// The `event` for a source switch (PROTOCOL.md §6): `warning` when the slate
+    /// (or silence) goes on air, `info` when the source is back; category `stream`.
+    /// Also tracks how long the video source has been lost.
+    fn source_event(&mut self, supervisor: &Supervisor, ev: &SourceEvent) -> Event {
+        let essence = match ev {
+            SourceEvent::Lost { essence, .. } | SourceEvent::Restored { essence, .. } => *essence,
+        };
+        let label = supervisor
+            .source_label(essence)
+            .unwrap_or("source")
+            .to_owned();
+        let (severity, message, details) = match ev {
+            SourceEvent::Lost { reason, .. } => {
+                if essence == Essence::Video {
+                    self.video_lost_since = Some(Instant::now());
+                    self.video_lost_reason = reason.clone();
+                }
+                let message = match essence {
+                    Essence::Video => format!("Video source lost ({label}): slate on air"),
+                    Essence::Audio => format!("Audio source lost ({label}): sending silence"),
+                };
+                (
+                    Severity::Warning,
+                    message,
+                    serde_json::json!({"essence": essence.as_str(), "source": label, "reason": reason}),
+                )
+            }
+            SourceEvent::Restored { after, .. } => {
+                if essence == Essence::Video {
+                    self.video_lost_since = None;
+                }
+                let what = match essence {
+                    Essence::Video => "Video source restored",
+                    Essence::Audio => "Audio source restored",
+                };
+                (
+                    Severity::Info,
+                    format!("{what} ({label}) after {:.1} s", after.as_secs_f64()),
+                    serde_json::json!({"essence": essence.as_str(), "source": label,
+                                       "lost_ms": u64::try_from(after.as_millis()).unwrap_or(u64::MAX)}),
+                )
+            }
+        };
+        Event {
+            severity,
+            category: Category::Stream,
+            message,
+            stream_id: Some(self.plan.stream_id.clone()),
+            details: Some(details),
+        }
+    }
+
+    /// `Some(error text)` once the video source has been lost longer than
+    /// `streams.source_lost_timeout_s`.
+    fn source_lost_for_good(&self) -> Option<String> {
+        let (since, timeout) = (self.video_lost_since?, self.source_lost_timeout?);
+        (since.elapsed() >= timeout).then(|| {
+            format!(
+                "video source lost for {} s ({})",
+                timeout.as_secs(),
+                self.video_lost_reason
+            )
+        })
+    }
+
     /// Send `stream.stats` from the latest sink figures; dropped when the control
     /// task is behind (stats are periodic, the next one supersedes it).
     fn send_stats(&self, pipeline: &gst::Pipeline, started: Instant) {
@@ -211,7 +367,11 @@ impl StreamActor {
     /// Send EOS and wait (bounded) for it to reach the sink, so the last packets
     /// and repairs go out and the final stats are read.
     async fn drain_eos(&mut self, pipeline: &gst::Pipeline, messages: &mut gst::bus::BusStream) {
-        pipeline.send_event(gst::event::Eos::new());
+        // Into the encoders, past the switches: the sources' own EOS is kept from
+        // the switches (braid_pipelines::Supervisor), and a source may be gone.
+        if !braid_pipelines::send_eos(pipeline) {
+            pipeline.send_event(gst::event::Eos::new());
+        }
         let deadline = tokio::time::sleep(EOS_TIMEOUT);
         tokio::pin!(deadline);
         loop {
@@ -257,10 +417,28 @@ fn drain_error(bus: &gst::Bus) -> Option<ErrorBody> {
     None
 }
 
-/// Wait until the pipeline itself reports PLAYING, or fails.
+/// Log a bus message the supervisor took (a source's error or warning: the slate
+/// covers it and the source is restarted).
+fn log_source_message(stream_id: &str, msg: &gst::Message) {
+    match msg.view() {
+        gst::MessageView::Error(e) => {
+            tracing::warn!(stream_id, error = %e.error(), debug = ?e.debug(), "source error: slate on air, restarting the source")
+        }
+        gst::MessageView::Warning(w) => {
+            tracing::warn!(stream_id, warning = %w.error(), "source warning")
+        }
+        _ => {}
+    }
+}
+
+/// Wait until the pipeline itself reports PLAYING, or fails. Messages the
+/// supervisor takes (a source that errors while starting: the stream starts on the
+/// slate) don't fail the start; their actions are kept in `early`.
 async fn wait_playing(
     pipeline: &gst::Pipeline,
     messages: &mut gst::bus::BusStream,
+    supervisor: &mut Supervisor,
+    early: &mut Vec<Action>,
 ) -> Result<(), ErrorBody> {
     let deadline = tokio::time::sleep(START_TIMEOUT);
     tokio::pin!(deadline);
@@ -274,6 +452,11 @@ async fn wait_playing(
                 let Some(msg) = msg else {
                     return Err(ErrorBody::new(ErrorCode::PipelineError, "pipeline bus closed"));
                 };
+                if let Some(actions) = supervisor.on_message(&msg, Instant::now()) {
+                    log_source_message(&pipeline.name(), &msg);
+                    early.extend(actions);
+                    continue;
+                }
                 match msg.view() {
                     gst::MessageView::Error(e) => return Err(start_error(e)),
                     gst::MessageView::StateChanged(s)

@@ -45,6 +45,9 @@ pub enum StreamReport {
 pub struct StreamsConfig {
     /// `agent.media_dir`: where `source.mode = media` files must lie.
     pub media_dir: Option<PathBuf>,
+    /// `streams.source_lost_timeout_s`: a stream whose video source stays lost (the
+    /// slate on air) this long ends with reason `source_lost`; `None`: never.
+    pub source_lost_timeout: Option<std::time::Duration>,
 }
 
 /// Commands from the handle to one stream actor.
@@ -113,8 +116,16 @@ impl StreamsHandle {
     /// `invalid_payload` (naming the field), `not_found` (device, file),
     /// `unsupported`, `pipeline_error`, `bind_failed`.
     pub async fn start(&self, spec: StreamStart) -> Result<(), ErrorBody> {
-        let plan =
-            StreamPlan::from_start(&spec, self.config.media_dir.as_deref()).map_err(plan_error)?;
+        // Planning may open the capture device and read the media file: off the
+        // async workers.
+        let media_dir = self.config.media_dir.clone();
+        let plan_spec = spec.clone();
+        let plan = tokio::task::spawn_blocking(move || {
+            StreamPlan::from_start(&plan_spec, media_dir.as_deref())
+        })
+        .await
+        .map_err(|e| ErrorBody::new(ErrorCode::Internal, format!("planning failed: {e}")))?
+        .map_err(plan_error)?;
         let id = plan.stream_id.clone();
         let (cmd_tx, cmd_rx) = mpsc::channel(8);
         {
@@ -135,7 +146,8 @@ impl StreamsHandle {
         }
         let (ready_tx, ready_rx) = oneshot::channel();
         let registry = self.streams.clone();
-        let actor = actor::StreamActor::new(plan, self.reports.clone());
+        let actor =
+            actor::StreamActor::new(plan, self.reports.clone(), self.config.source_lost_timeout);
         let cancel = self.cancel.child_token();
         let actor_id = id.clone();
         self.tracker.spawn(async move {

@@ -13,17 +13,24 @@
 //! - [`rtcp`]: compound RTCP: SR/RR/SDES (RFC 3550 §6.4), generic NACK
 //!   (RFC 4585 §6.2.1), RIST range NACK (TR-06-1 §5.3.2).
 //! - [`link`]: `rist://` link URIs of the elements' `links` property.
-//! - [`sender`]: the bonding sender: packet scheduling over links (smooth weighted
-//!   round-robin, in a private module so a capacity-driven scheduler can replace it),
-//!   retransmission buffer, SR keepalive, RTT per link.
+//! - [`sched`]: capacity estimation per link (RTT, queueing delay, loss), link states
+//!   with hysteresis, pacing; [`sender::SchedulerConfig`] holds PROTOCOL.md §5
+//!   `scheduler` fields.
+//! - [`sender`]: the bonding sender: pacing queue with discard deadline, failover
+//!   (resend on link death, storm), critical broadcast, redundancy, retransmission
+//!   buffer, SR keepalive.
+//! - [`critical`]: PAT/PMT/key-frame detection for `critical_broadcast`.
+//! - [`feedback`]: encoder bitrate controller fed by the sink's available bitrate.
 //! - [`receiver`]: the bonding receiver: merge, de-duplication, reorder, NACK generation.
 //! - [`ts`]: MPEG-TS packet headers and the continuity checker (TR 101 290 §5.2.1, 1.4).
 
+pub mod critical;
+pub mod feedback;
 pub mod link;
 pub mod receiver;
 pub mod rtcp;
 pub mod rtp;
-mod sched;
+pub mod sched;
 pub mod sender;
 pub mod seq;
 pub mod ts;

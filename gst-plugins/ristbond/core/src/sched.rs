@@ -1,99 +1,507 @@
-//! Link scheduling of original packets: smooth weighted round-robin (the nginx
-//! algorithm). Kept separate from the sender so a capacity-driven scheduler can replace
-//! it without touching the RTP/RTCP logic.
+//! Capacity-driven link scheduling: per-link estimates (RTT, queueing delay, loss,
+//! capacity), link states with hysteresis and the pacing rule that spreads original
+//! packets over links in proportion to their estimated capacity.
+//!
+//! Everything here is sans-IO: every function takes `now`.
+//!
+//! - **Feedback**: any RTCP from the receiver on a link marks it heard; the RTT comes
+//!   from RR LSR/DLSR (RFC 3550 §6.4.1), which the receiver computes per link from the
+//!   SR sent on that link, so it includes that link's uplink queueing delay (RTP and
+//!   RTCP of a link share the modem's queue).
+//! - **Loss** per link is attributed by the sender: a NACKed original counts against
+//!   the link it was sent on (TR-06-1 receivers report one loss figure for the whole
+//!   flow, not per link). Windows of ≥ 250 ms and ≥ 50 originals, weighted 0.2.
+//! - **Capacity** (pacing rate) per link, delay-based: queueing delay = the smallest
+//!   of the last 2 RTT samples (filters jitter) minus the windowed minimum RTT (10 s).
+//!   Above `max(40 ms, min_rtt / 2)` the link is over capacity: the rate drops to
+//!   0.85 × the capacity seen (what was sent, divided by 1 + the queue's growth
+//!   rate), at most once per `min_rtt + 100 ms`; between the thresholds the rate is
+//!   held. Below `max(15 ms,
+//!   min_rtt / 5)`, when the link carried at least 75 % of its rate (it is the
+//!   constraint), the rate grows: ×1.25 per feedback in slow start (until the first
+//!   sign of a queue), ×1.10 while originals wait in the sender's pacing queue, else
+//!   ×1.05 per 100 ms; only Live links grow.
+//! - **States**: `Probing` (no feedback yet, or recovering), `Live`, `Degraded` (loss
+//!   above `failover_loss_rate` or smoothed RTT above `failover_rtt`), `Down` (no
+//!   RTCP for `max(250 ms, 2.5 × the usual RTCP gap)`, at most 2 s). Degraded → Live
+//!   needs 2 s below 0.5 × / 0.8 × the thresholds; Down → Probing on the first
+//!   feedback, Probing → Live after 500 ms of steady feedback.
+//! - **Pacing and share**: each link has a virtual clock `next_free`; a packet may go
+//!   on a link whose clock is at most 5 ms ahead of now; sending advances the clock by
+//!   `bits / rate`. Among eligible links the sender picks by smooth weighted
+//!   round-robin with the usable rates as weights, so every link runs at the same
+//!   fraction of its capacity (a weak link carries little, a dead one nothing) and
+//!   keeps headroom while the input is below the aggregate.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use crate::LinkId;
 
+/// Tunables of the bonding scheduler: PROTOCOL.md §5 `bonding_config.scheduler`, plus
+/// rate limits. Hot-reloadable ([`crate::sender::Sender::set_scheduler`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SchedulerConfig {
+    /// `discard_deadline_ms`: an original not sent within this age of its arrival is
+    /// dropped (counted in `packets_dropped_deadline`). Default 200 ms.
+    pub discard_deadline: Duration,
+    /// `storm_enabled`: when a link goes Down, duplicate every original on all other
+    /// usable links for `storm_duration`. Default off.
+    pub storm_enabled: bool,
+    /// `storm_duration_ms`. Default 2000 ms.
+    pub storm_duration: Duration,
+    /// `critical_broadcast`: send RTP packets carrying PAT, PMT or the start of a key
+    /// frame (random access indicator, ISO/IEC 13818-1 §2.4.3.5) on every usable link.
+    /// Default off.
+    pub critical_broadcast: bool,
+    /// `redundancy_enabled`: use spare capacity for duplicates. Default off.
+    pub redundancy_enabled: bool,
+    /// `redundancy_spare_ratio` (0–1): share of the spare capacity (sum of usable link
+    /// rates minus the input rate) spent on duplicates. Default 0.5.
+    pub redundancy_spare_ratio: f64,
+    /// `failover_rtt_ms`: smoothed RTT above which a link is Degraded. Default 1500 ms.
+    pub failover_rtt: Duration,
+    /// `failover_loss_rate` (0–1): attributed loss above which a link is Degraded.
+    /// Default 0.5 (attributed loss includes NACKs caused by cross-link reordering and
+    /// short congestion bursts, so lower values make healthy links flap).
+    pub failover_loss_rate: f64,
+    /// Rate of a link before any estimate, bps. Default 10 Mbit/s (optimistic: a
+    /// key frame must not wait behind a pessimistic start; delay feedback corrects it).
+    pub initial_rate_bps: f64,
+    /// Lowest rate estimate, bps. Default 100 kbit/s.
+    pub min_rate_bps: f64,
+    /// Highest rate estimate, bps. Default 500 Mbit/s.
+    pub max_rate_bps: f64,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self {
+            discard_deadline: Duration::from_millis(200),
+            storm_enabled: false,
+            storm_duration: Duration::from_millis(2000),
+            critical_broadcast: false,
+            redundancy_enabled: false,
+            redundancy_spare_ratio: 0.5,
+            failover_rtt: Duration::from_millis(1500),
+            failover_loss_rate: 0.5,
+            initial_rate_bps: 10_000_000.0,
+            min_rate_bps: 100_000.0,
+            max_rate_bps: 500_000_000.0,
+        }
+    }
+}
+
+/// State of one link (docs/elements.md `state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkState {
+    /// No feedback yet, or feedback returned after Down and is not steady yet.
+    Probing,
+    /// Healthy: carries originals in proportion to its capacity.
+    Live,
+    /// Usable but lossy or slow: carries a quarter of its capacity.
+    Degraded,
+    /// No feedback: carries nothing.
+    Down,
+}
+
+impl LinkState {
+    /// Name used in `ristbond-stats` and events: `Probing`, `Live`, `Degraded`, `Down`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkState::Probing => "Probing",
+            LinkState::Live => "Live",
+            LinkState::Degraded => "Degraded",
+            LinkState::Down => "Down",
+        }
+    }
+}
+
+/// A link changed state (for `ristbond-link-state` messages and agent events).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkTransition {
+    /// The link.
+    pub link: LinkId,
+    /// Previous state.
+    pub from: LinkState,
+    /// New state.
+    pub to: LinkState,
+    /// When it changed.
+    pub at: Instant,
+}
+
+/// Shortest dead-link silence.
+const MIN_DEAD_AFTER: Duration = Duration::from_millis(250);
+/// Longest dead-link silence.
+const MAX_DEAD_AFTER: Duration = Duration::from_secs(2);
+/// How long a new link carries media without any feedback before it counts as Down.
+const INITIAL_GRACE: Duration = Duration::from_secs(1);
+/// Steady feedback needed to re-admit a recovering link.
+const READMIT_AFTER: Duration = Duration::from_millis(500);
+/// Time below the thresholds needed to leave Degraded.
+const RECOVER_AFTER: Duration = Duration::from_secs(2);
+/// How far ahead of now a link's pacing clock may be and still take a packet.
+pub(crate) const PACING_SLACK: Duration = Duration::from_millis(5);
+/// Window of the minimum RTT.
+const MIN_RTT_WINDOW: Duration = Duration::from_secs(10);
+/// Share of its rate a Degraded link carries.
+const DEGRADED_SHARE: f64 = 0.25;
+/// RTT samples kept for the jitter filter.
+const RTT_FILTER: usize = 2;
+
+/// Estimates and pacing clock of one link.
 #[derive(Debug, Clone)]
-struct Entry {
-    id: LinkId,
-    weight: u32,
-    current: i64,
+pub(crate) struct LinkEstimator {
+    pub(crate) id: LinkId,
+    state: LinkState,
+    state_since: Instant,
+    /// Whether the link was ever Down (a recovering Probing link carries no media).
+    was_down: bool,
+    last_heard: Option<Instant>,
+    /// EWMA of the gap between RTCP arrivals.
+    rtcp_gap: Option<Duration>,
+    srtt: Option<Duration>,
+    recent_rtt: VecDeque<Duration>,
+    /// Per-second minima over [`MIN_RTT_WINDOW`]: (bucket start, min).
+    rtt_minima: VecDeque<(Instant, Duration)>,
+    /// Attributed loss, EWMA (0..=1).
+    loss: f64,
+
+    loss_sent: u64,
+    loss_lost: u64,
+    loss_since: Instant,
+    /// Pacing rate = capacity estimate, bps.
+    rate_bps: f64,
+    slow_start: bool,
+    last_decrease: Option<Instant>,
+    /// Bytes sent since `tx_since` (rate measurement between RTT samples).
+    tx_bytes: u64,
+    tx_since: Instant,
+    /// Last measured send rate, bps.
+    tx_rate_bps: f64,
+    /// Previous queueing delay and when (queue growth rate).
+    last_qdelay: Option<(Duration, Instant)>,
+    /// Since when the link has been below the Degraded thresholds.
+    healthy_since: Option<Instant>,
+    /// Pacing clock.
+    pub(crate) next_free: Instant,
+    /// Rates are not lowered before this (storm duplicates load the links on purpose).
+    hold_rate_until: Option<Instant>,
 }
 
-/// Smooth weighted round-robin: over any window of `sum(weights)` picks, each link is
-/// chosen exactly `weight` times, and picks of one link are spread out evenly.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct WeightedRoundRobin {
-    entries: Vec<Entry>,
-}
+impl LinkEstimator {
+    pub(crate) fn new(id: LinkId, cfg: &SchedulerConfig, now: Instant) -> Self {
+        Self {
+            id,
+            state: LinkState::Probing,
+            state_since: now,
+            was_down: false,
+            last_heard: None,
+            rtcp_gap: None,
+            srtt: None,
+            recent_rtt: VecDeque::new(),
+            rtt_minima: VecDeque::new(),
+            loss: 0.0,
+            loss_sent: 0,
+            loss_lost: 0,
+            loss_since: now,
+            rate_bps: cfg.initial_rate_bps,
+            slow_start: true,
+            last_decrease: None,
+            tx_bytes: 0,
+            tx_since: now,
+            tx_rate_bps: 0.0,
+            last_qdelay: None,
+            healthy_since: None,
+            next_free: now,
+            hold_rate_until: None,
+        }
+    }
 
-impl WeightedRoundRobin {
-    /// Add (or re-weight) a link; weights below 1 count as 1.
-    pub(crate) fn set(&mut self, id: LinkId, weight: u32) {
-        let weight = weight.max(1);
-        if let Some(e) = self.entries.iter_mut().find(|e| e.id == id) {
-            e.weight = weight;
-        } else {
-            self.entries.push(Entry {
-                id,
-                weight,
-                current: 0,
+    pub(crate) fn state(&self) -> LinkState {
+        self.state
+    }
+
+    pub(crate) fn srtt(&self) -> Option<Duration> {
+        self.srtt
+    }
+
+    pub(crate) fn last_heard(&self) -> Option<Instant> {
+        self.last_heard
+    }
+
+    pub(crate) fn loss(&self) -> f64 {
+        self.loss
+    }
+
+    /// Capacity estimate, bps.
+    pub(crate) fn rate_bps(&self) -> f64 {
+        self.rate_bps
+    }
+
+    /// Rate the pacer uses: 0 when the link may not carry originals.
+    pub(crate) fn usable_rate_bps(&self) -> f64 {
+        match self.state {
+            LinkState::Live => self.rate_bps,
+            LinkState::Degraded => self.rate_bps * DEGRADED_SHARE,
+            LinkState::Probing if !self.was_down => self.rate_bps,
+            LinkState::Probing | LinkState::Down => 0.0,
+        }
+    }
+
+    /// Whether the link may carry repairs and duplicates.
+    pub(crate) fn usable(&self) -> bool {
+        self.usable_rate_bps() > 0.0
+    }
+
+    /// How long RTCP silence makes this link Down.
+    pub(crate) fn dead_after(&self) -> Duration {
+        self.rtcp_gap
+            .map_or(MIN_DEAD_AFTER, |g| g.mul_f64(2.5))
+            .clamp(MIN_DEAD_AFTER, MAX_DEAD_AFTER)
+    }
+
+    /// One-way delay estimate used to rank links (half the smoothed RTT, 0 unknown).
+    pub(crate) fn owd(&self) -> Duration {
+        self.srtt.map_or(Duration::ZERO, |r| r / 2)
+    }
+
+    /// The smallest RTT seen in the last 10 s.
+    pub(crate) fn min_rtt(&self) -> Option<Duration> {
+        self.rtt_minima.iter().map(|&(_, d)| d).min()
+    }
+
+    /// Any valid RTCP datagram arrived on the link.
+    pub(crate) fn on_feedback(&mut self, now: Instant) {
+        if let Some(prev) = self.last_heard {
+            let gap = now.saturating_duration_since(prev);
+            // Ignore the silence of an outage: it is not the usual cadence.
+            if gap < MAX_DEAD_AFTER {
+                self.rtcp_gap = Some(match self.rtcp_gap {
+                    None => gap,
+                    Some(g) => (g * 7 + gap) / 8,
+                });
+            }
+        }
+        self.last_heard = Some(now);
+    }
+
+    /// Bytes put on the wire on this link (originals, repairs, duplicates); `paced`
+    /// advances the pacing clock by their transmission time at the link's rate.
+    pub(crate) fn on_sent(&mut self, bytes: usize, original: bool, paced: bool, now: Instant) {
+        self.tx_bytes += bytes as u64;
+        if original {
+            self.loss_sent += 1;
+        }
+        if !paced {
+            return;
+        }
+        // Not usable (Down, recovering) yet sent on: blind mode or a repair; pace at
+        // the last estimate.
+        let usable = self.usable_rate_bps();
+        let rate = if usable > 0.0 { usable } else { self.rate_bps };
+        let cost = Duration::from_secs_f64(bytes as f64 * 8.0 / rate.max(1.0));
+        let base = self
+            .next_free
+            .max(now.checked_sub(PACING_SLACK).unwrap_or(now));
+        self.next_free = base + cost;
+    }
+
+    /// An original sent on this link was NACKed (first NACK for it only).
+    pub(crate) fn on_lost(&mut self) {
+        self.loss_lost += 1;
+    }
+
+    /// Keep rates from being lowered until `until` (storm duplicates).
+    pub(crate) fn hold_rate(&mut self, until: Instant) {
+        self.hold_rate_until = Some(self.hold_rate_until.map_or(until, |t| t.max(until)));
+    }
+
+    /// An RTT sample from RR LSR/DLSR: update RTT figures and the rate.
+    /// `backlog`: originals are waiting in the sender's pacing queue (the links
+    /// together are the constraint), so a link without a queue grows fast.
+    pub(crate) fn on_rtt(
+        &mut self,
+        rtt: Duration,
+        backlog: bool,
+        cfg: &SchedulerConfig,
+        now: Instant,
+    ) {
+        self.srtt = Some(match self.srtt {
+            None => rtt,
+            Some(s) => (s * 7 + rtt) / 8,
+        });
+        self.recent_rtt.push_back(rtt);
+        while self.recent_rtt.len() > RTT_FILTER {
+            self.recent_rtt.pop_front();
+        }
+        match self.rtt_minima.back_mut() {
+            Some((start, min))
+                if now.saturating_duration_since(*start) < Duration::from_secs(1) =>
+            {
+                *min = (*min).min(rtt);
+            }
+            _ => self.rtt_minima.push_back((now, rtt)),
+        }
+        while self
+            .rtt_minima
+            .front()
+            .is_some_and(|&(t, _)| now.saturating_duration_since(t) > MIN_RTT_WINDOW)
+        {
+            self.rtt_minima.pop_front();
+        }
+        self.update_rate(backlog, cfg, now);
+    }
+
+    fn update_rate(&mut self, backlog: bool, cfg: &SchedulerConfig, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.tx_since);
+        if elapsed < Duration::from_millis(50) {
+            return;
+        }
+        self.tx_rate_bps = self.tx_bytes as f64 * 8.0 / elapsed.as_secs_f64();
+        self.tx_bytes = 0;
+        self.tx_since = now;
+        let (Some(min_rtt), Some(&filtered)) = (self.min_rtt(), self.recent_rtt.iter().min())
+        else {
+            return;
+        };
+        let qdelay = filtered.saturating_sub(min_rtt);
+        let high = (min_rtt / 2).max(Duration::from_millis(40));
+        let low = (min_rtt / 5).max(Duration::from_millis(15));
+        let srtt = self.srtt.unwrap_or(min_rtt);
+        let held = self.hold_rate_until.is_some_and(|t| now < t);
+        // Queue growth rate (s of queue per s): sending at `tx` into a link of capacity
+        // C grows the queue by tx/C - 1 per second.
+        let growth = self.last_qdelay.map_or(0.0, |(q, t)| {
+            let dt = now.saturating_duration_since(t).as_secs_f64();
+            if dt > 0.0 {
+                (qdelay.as_secs_f64() - q.as_secs_f64()) / dt
+            } else {
+                0.0
+            }
+        });
+        self.last_qdelay = Some((qdelay, now));
+        let _ = srtt;
+        if qdelay > high {
+            let settled = self.last_decrease.is_none_or(|t| {
+                now.saturating_duration_since(t) > min_rtt + Duration::from_millis(100)
             });
-            self.entries.sort_by_key(|e| e.id);
+            if settled && !held {
+                let capacity = self.tx_rate_bps / (1.0 + growth.max(0.0));
+                let basis = self
+                    .rate_bps
+                    .min(capacity.max(self.rate_bps * 0.5))
+                    .min(self.tx_rate_bps.max(self.rate_bps * 0.5));
+                // Below the capacity estimate so the standing queue drains.
+                self.rate_bps = (basis * 0.85).max(cfg.min_rate_bps);
+                self.slow_start = false;
+                self.last_decrease = Some(now);
+            }
+        } else if qdelay > low {
+            // Queue forming: stop probing, hold the rate.
+            self.slow_start = false;
+        } else if qdelay < low
+            && self.state == LinkState::Live
+            && self.tx_rate_bps >= 0.75 * self.rate_bps
+        {
+            let factor = if self.slow_start {
+                1.25
+            } else if backlog {
+                1.10
+            } else {
+                1.0 + 0.05 * (elapsed.as_secs_f64() / 0.1).min(3.0)
+            };
+            self.rate_bps = (self.rate_bps * factor).min(cfg.max_rate_bps);
         }
     }
 
-    /// Remove a link; returns whether it was there.
-    pub(crate) fn remove(&mut self, id: LinkId) -> bool {
-        let before = self.entries.len();
-        self.entries.retain(|e| e.id != id);
-        before != self.entries.len()
-    }
+    /// Run the state machine; returns the transition if the state changed.
+    pub(crate) fn tick(&mut self, cfg: &SchedulerConfig, now: Instant) -> Option<LinkTransition> {
+        // Loss EWMA over ~100 ms windows with enough packets.
+        if now.saturating_duration_since(self.loss_since) >= Duration::from_millis(250)
+            && self.loss_sent >= 50
+        {
+            let sample = (self.loss_lost as f64 / self.loss_sent as f64).min(1.0);
+            self.loss = 0.8 * self.loss + 0.2 * sample;
 
-    /// Weight in use for `id`.
-    pub(crate) fn weight(&self, id: LinkId) -> Option<u32> {
-        self.entries.iter().find(|e| e.id == id).map(|e| e.weight)
-    }
-
-    /// Choose the link for the next packet; `None` without links.
-    pub(crate) fn pick(&mut self) -> Option<LinkId> {
-        let total: i64 = self.entries.iter().map(|e| i64::from(e.weight)).sum();
-        for e in &mut self.entries {
-            e.current += i64::from(e.weight);
+            self.loss_sent = 0;
+            self.loss_lost = 0;
+            self.loss_since = now;
         }
-        // Highest current wins; ties go to the lowest id (entries are sorted by id).
-        let best = self.entries.iter_mut().rev().max_by_key(|e| e.current)?;
-        best.current -= total;
-        Some(best.id)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn equal_weights_alternate() {
-        let mut s = WeightedRoundRobin::default();
-        s.set(0, 1);
-        s.set(1, 1);
-        s.set(2, 1);
-        let picks: Vec<_> = (0..6).map(|_| s.pick().unwrap()).collect();
-        assert_eq!(picks, vec![0, 1, 2, 0, 1, 2]);
-    }
-
-    #[test]
-    fn weights_are_respected_and_smooth() {
-        let mut s = WeightedRoundRobin::default();
-        s.set(7, 5);
-        s.set(8, 1);
-        s.set(9, 1);
-        let picks: Vec<_> = (0..7).map(|_| s.pick().unwrap()).collect();
-        assert_eq!(picks.iter().filter(|&&p| p == 7).count(), 5);
-        // nginx's example: a a b a c a a
-        assert_eq!(picks, vec![7, 7, 8, 7, 9, 7, 7]);
-        assert_eq!(s.weight(7), Some(5));
-    }
-
-    #[test]
-    fn remove_and_empty() {
-        let mut s = WeightedRoundRobin::default();
-        assert_eq!(s.pick(), None);
-        s.set(1, 0);
-        assert_eq!(s.weight(1), Some(1));
-        assert!(s.remove(1));
-        assert!(!s.remove(1));
-        assert_eq!(s.pick(), None);
+        let silent = self
+            .last_heard
+            .map(|t| now.saturating_duration_since(t) > self.dead_after());
+        let bad =
+            self.loss > cfg.failover_loss_rate || self.srtt.is_some_and(|r| r > cfg.failover_rtt);
+        let good = self.loss < cfg.failover_loss_rate * 0.5
+            && self.srtt.is_none_or(|r| r < cfg.failover_rtt.mul_f64(0.8));
+        if good {
+            self.healthy_since.get_or_insert(now);
+        } else {
+            self.healthy_since = None;
+        }
+        let healthy_for = self
+            .healthy_since
+            .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+        let next = match (self.state, silent) {
+            (LinkState::Down, Some(false)) => LinkState::Probing,
+            (LinkState::Down, _) => LinkState::Down,
+            (_, Some(true)) => LinkState::Down,
+            (LinkState::Probing, Some(false)) if !self.was_down => {
+                if bad {
+                    LinkState::Degraded
+                } else {
+                    LinkState::Live
+                }
+            }
+            (LinkState::Probing, Some(false)) => {
+                if now.saturating_duration_since(self.state_since) >= READMIT_AFTER {
+                    if bad {
+                        LinkState::Degraded
+                    } else {
+                        LinkState::Live
+                    }
+                } else {
+                    LinkState::Probing
+                }
+            }
+            // Never heard from: give up after the initial grace period.
+            (LinkState::Probing, None)
+                if now.saturating_duration_since(self.state_since) > INITIAL_GRACE =>
+            {
+                LinkState::Down
+            }
+            (LinkState::Probing, None) => LinkState::Probing,
+            (LinkState::Live, _) if bad => LinkState::Degraded,
+            (LinkState::Degraded, _) if healthy_for >= RECOVER_AFTER => LinkState::Live,
+            (s, _) => s,
+        };
+        if next == self.state {
+            return None;
+        }
+        let t = LinkTransition {
+            link: self.id,
+            from: self.state,
+            to: next,
+            at: now,
+        };
+        if next == LinkState::Down {
+            self.was_down = true;
+        }
+        if self.state == LinkState::Down {
+            // Recovering: start again from half the old estimate, probing up.
+            self.rate_bps = (self.rate_bps * 0.5).max(cfg.min_rate_bps);
+            self.slow_start = true;
+            self.recent_rtt.clear();
+            self.rtt_minima.clear();
+            self.srtt = None;
+        }
+        if next == LinkState::Degraded || next == LinkState::Live {
+            self.healthy_since = None;
+        }
+        self.state = next;
+        self.state_since = now;
+        self.next_free = self.next_free.max(now);
+        Some(t)
     }
 }

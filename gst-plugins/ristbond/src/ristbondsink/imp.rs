@@ -31,7 +31,7 @@
  */
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -41,7 +41,7 @@ use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 use ristbond_core::link::LinkUri;
-use ristbond_core::sender::{Sender, SenderConfig, SenderStats};
+use ristbond_core::sender::{SchedulerConfig, Sender, SenderConfig, SenderStats};
 use ristbond_core::{Channel, LinkId, Transmit};
 use serde::Deserialize;
 
@@ -60,16 +60,6 @@ const DEFAULT_LATENCY_MS: u32 = 1000;
 const DEFAULT_STATS_INTERVAL_MS: u32 = 1000;
 const DEFAULT_CONFIG: &str = "";
 const DEFAULT_EOS_LINGER_MS: u32 = 500;
-
-/// Scheduling weight of every link until the core estimates capacities itself.
-const DEFAULT_LINK_WEIGHT: u32 = 1;
-
-/// A link that has sent RTCP within this time is `Live` (or `Degraded`) in the stats;
-/// older than this it is `Down`.
-const LINK_DOWN_AFTER: Duration = Duration::from_secs(2);
-
-/// Receiver-reported loss above which a live link is shown as `Degraded`.
-const DEGRADED_LOSS_RATE: f64 = 0.1;
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -94,8 +84,8 @@ impl Default for Settings {
     }
 }
 
-/// The part of `bonding_config` (PROTOCOL.md §5, TOML) the element uses. Unknown keys
-/// (and the `scheduler` table, not used yet) are accepted and ignored.
+/// The part of `bonding_config` (PROTOCOL.md §5, TOML) the element uses. Unknown
+/// top-level keys are accepted and ignored.
 #[derive(Debug, Default, Deserialize)]
 struct BondingConfig {
     #[serde(default)]
@@ -103,7 +93,64 @@ struct BondingConfig {
     #[serde(default)]
     links: Vec<ConfigLink>,
     #[serde(default)]
-    scheduler: Option<toml::Table>,
+    scheduler: Option<SchedulerToml>,
+}
+
+/// `bonding_config.scheduler` (PROTOCOL.md §5); absent fields keep their defaults.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SchedulerToml {
+    storm_enabled: Option<bool>,
+    storm_duration_ms: Option<u32>,
+    discard_deadline_ms: Option<u32>,
+    redundancy_enabled: Option<bool>,
+    redundancy_spare_ratio: Option<f64>,
+    critical_broadcast: Option<bool>,
+    failover_rtt_ms: Option<u32>,
+    failover_loss_rate: Option<f64>,
+}
+
+impl SchedulerToml {
+    /// The core's settings; ratios outside 0..=1 are an error naming the field.
+    fn to_config(&self) -> Result<SchedulerConfig, String> {
+        let mut c = SchedulerConfig::default();
+        let ms = |v: u32| Duration::from_millis(v.into());
+        let ratio = |name: &str, v: f64| {
+            if (0.0..=1.0).contains(&v) {
+                Ok(v)
+            } else {
+                Err(format!("scheduler.{name} = {v} is not within 0..=1"))
+            }
+        };
+        if let Some(v) = self.storm_enabled {
+            c.storm_enabled = v;
+        }
+        if let Some(v) = self.storm_duration_ms {
+            c.storm_duration = ms(v);
+        }
+        if let Some(v) = self.discard_deadline_ms {
+            if v == 0 {
+                return Err("scheduler.discard_deadline_ms must be > 0".into());
+            }
+            c.discard_deadline = ms(v);
+        }
+        if let Some(v) = self.redundancy_enabled {
+            c.redundancy_enabled = v;
+        }
+        if let Some(v) = self.redundancy_spare_ratio {
+            c.redundancy_spare_ratio = ratio("redundancy_spare_ratio", v)?;
+        }
+        if let Some(v) = self.critical_broadcast {
+            c.critical_broadcast = v;
+        }
+        if let Some(v) = self.failover_rtt_ms {
+            c.failover_rtt = ms(v);
+        }
+        if let Some(v) = self.failover_loss_rate {
+            c.failover_loss_rate = ratio("failover_loss_rate", v)?;
+        }
+        Ok(c)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -115,7 +162,7 @@ struct ConfigLink {
 }
 
 /// One configured link, before sockets exist.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 struct LinkSpec {
     id: LinkId,
     uri: LinkUri,
@@ -132,21 +179,25 @@ struct LinkIo {
     rtp_dest: SocketAddr,
     rtcp_dest: SocketAddr,
     send_errors: AtomicU64,
+    /// The spec it was opened from (to diff live config changes).
+    spec: LinkSpec,
+    /// Set to end this link's RTCP thread (link removed while running).
+    stop: AtomicBool,
 }
 
 /// The protocol state shared by `render()` and the link threads.
 #[derive(Debug)]
 struct Core {
     sender: Sender,
-    /// When RTCP last arrived, per link (same order as `Shared::links`).
-    last_rtcp: Vec<Option<Instant>>,
     /// When the next periodic `ristbond-stats` is due (`None`: stats-interval 0).
     stats: Option<common::StatsSchedule>,
 }
 
 #[derive(Debug)]
 struct Shared {
-    links: Vec<LinkIo>,
+    links: RwLock<Vec<Arc<LinkIo>>>,
+    /// RTCP threads of links added while running (joined at stop or removal).
+    link_threads: Mutex<Vec<(LinkId, JoinHandle<()>)>>,
     core: Mutex<Core>,
     /// Wakes the timer thread when the core's timeout may have moved.
     wake: Condvar,
@@ -181,15 +232,16 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
-    fn link_index(&self, id: LinkId) -> Option<usize> {
-        self.links.iter().position(|l| l.id == id)
+    fn links(&self) -> std::sync::RwLockReadGuard<'_, Vec<Arc<LinkIo>>> {
+        self.links.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Send datagrams; errors are counted per link and logged, never fatal (nobody may
     /// listen yet, a modem may be down).
     fn send(&self, obj: &gst::Object, transmits: Vec<Transmit>) {
+        let links = self.links();
         for t in transmits {
-            let Some(link) = self.link_index(t.link).map(|i| &self.links[i]) else {
+            let Some(link) = links.iter().find(|l| l.id == t.link) else {
                 gst::warning!(CAT, obj = obj, "transmit for unknown link {}", t.link);
                 continue;
             };
@@ -214,21 +266,15 @@ impl Shared {
     }
 
     /// Build the `ristbond-stats` structure (docs/elements.md).
-    fn stats_structure(&self, core: &Core, now: Instant) -> gst::Structure {
+    fn stats_structure(&self, core: &Core) -> gst::Structure {
         let stats: SenderStats = core.sender.stats();
         let links: Vec<gst::Structure> = self
-            .links
+            .links()
             .iter()
-            .enumerate()
-            .map(|(i, link)| {
+            .map(|link| {
                 let ls = stats.links.iter().find(|s| s.id == link.id);
                 let loss_rate = ls.map(|s| s.loss_rate).unwrap_or(0.0);
-                let state = match core.last_rtcp[i] {
-                    None => "Probing",
-                    Some(t) if now.saturating_duration_since(t) > LINK_DOWN_AFTER => "Down",
-                    Some(_) if loss_rate > DEGRADED_LOSS_RATE => "Degraded",
-                    Some(_) => "Live",
-                };
+                let state = ls.map_or("Probing", |s| s.state.as_str());
                 gst::Structure::builder("ristbond-link")
                     .field("id", link.id)
                     .field("uri", link.uri.as_str())
@@ -236,7 +282,11 @@ impl Shared {
                     .field("state", state)
                     .field("rtt-ms", ls.and_then(|s| s.rtt_ms).unwrap_or(0.0))
                     .field("loss-rate", loss_rate)
-                    .field("capacity-bps", 0u64)
+                    .field("capacity-bps", ls.map(|s| s.capacity_bps).unwrap_or(0))
+                    .field(
+                        "duplicated-packets",
+                        ls.map(|s| s.duplicated_packets).unwrap_or(0),
+                    )
                     .field("sent-packets", ls.map(|s| s.sent_packets).unwrap_or(0))
                     .field("sent-bytes", ls.map(|s| s.sent_bytes).unwrap_or(0))
                     .field(
@@ -254,6 +304,10 @@ impl Shared {
             .field("packets-retransmitted", stats.packets_retransmitted)
             .field("packets-dropped-deadline", stats.packets_dropped_deadline)
             .field("bytes-sent", bytes_sent)
+            .field("packets-duplicated", stats.packets_duplicated)
+            .field("packets-resent-failover", stats.packets_resent_failover)
+            .field("packets-queued", stats.queued_packets)
+            .field("available-bitrate", stats.available_bitrate_bps)
             .field("links", gst::Array::new(links))
             .build()
     }
@@ -266,6 +320,36 @@ fn drain(sender: &mut Sender) -> Vec<Transmit> {
 fn post_stats(element: &super::RistBondSink, s: gst::Structure) {
     let msg = gst::message::Element::builder(s).src(element).build();
     let _ = element.post_message(msg);
+}
+
+/// Post a `ristbond-link-state` message (docs/elements.md) for a link state change.
+fn post_transition(
+    element: &super::RistBondSink,
+    shared: &Shared,
+    t: ristbond_core::sender::LinkTransition,
+) {
+    let (uri, iface) = shared
+        .links()
+        .iter()
+        .find(|l| l.id == t.link)
+        .map(|l| (l.uri.clone(), l.iface.clone()))
+        .unwrap_or_default();
+    gst::info!(
+        CAT,
+        obj = element,
+        "link {} ({uri}): {} -> {}",
+        t.link,
+        t.from.as_str(),
+        t.to.as_str()
+    );
+    let s = gst::Structure::builder("ristbond-link-state")
+        .field("id", t.link)
+        .field("uri", uri)
+        .field("interface", iface)
+        .field("from", t.from.as_str())
+        .field("to", t.to.as_str())
+        .build();
+    let _ = element.post_message(gst::message::Element::builder(s).src(element).build());
 }
 
 /// Timer thread: runs the core's timers (sender reports, buffer expiry), sends what they
@@ -281,14 +365,18 @@ fn timer_thread(shared: Arc<Shared>, element: glib::WeakRef<super::RistBondSink>
             core.sender.handle_timeout(now);
         }
         let transmits = drain(&mut core.sender);
+        let transitions: Vec<_> = std::iter::from_fn(|| core.sender.poll_transition()).collect();
         let due = core.stats.as_mut().is_some_and(|s| s.due(now));
-        let stats = due.then(|| shared.stats_structure(&core, now));
-        if !transmits.is_empty() || stats.is_some() {
+        let stats = due.then(|| shared.stats_structure(&core));
+        if !transmits.is_empty() || stats.is_some() || !transitions.is_empty() {
             drop(core);
             let Some(element) = element.upgrade() else {
                 return;
             };
             shared.send(element.upcast_ref(), transmits);
+            for t in transitions {
+                post_transition(&element, &shared, t);
+            }
             if let Some(s) = stats {
                 post_stats(&element, s);
             }
@@ -307,10 +395,13 @@ fn timer_thread(shared: Arc<Shared>, element: glib::WeakRef<super::RistBondSink>
 }
 
 /// RTCP thread of one link: feeds RR/NACKs to the core and sends the retransmissions.
-fn rtcp_thread(shared: Arc<Shared>, index: usize, element: glib::WeakRef<super::RistBondSink>) {
+fn rtcp_thread(
+    shared: Arc<Shared>,
+    link: Arc<LinkIo>,
+    element: glib::WeakRef<super::RistBondSink>,
+) {
     let mut buf = vec![0u8; common::MAX_DATAGRAM];
-    let link = &shared.links[index];
-    while !shared.stop.load(Ordering::Acquire) {
+    while !shared.stop.load(Ordering::Acquire) && !link.stop.load(Ordering::Acquire) {
         let (n, from) = match link.rtcp.recv_from(&mut buf) {
             Ok(r) => r,
             Err(err) if common::is_timeout(&err) => continue,
@@ -335,8 +426,6 @@ fn rtcp_thread(shared: Arc<Shared>, index: usize, element: glib::WeakRef<super::
                         link.id
                     );
                 }
-            } else {
-                core.last_rtcp[index] = Some(now);
             }
             drain(&mut core.sender)
         };
@@ -348,8 +437,12 @@ fn rtcp_thread(shared: Arc<Shared>, index: usize, element: glib::WeakRef<super::
 }
 
 impl RistBondSink {
-    /// The links to use: the `links` property, or `config.links[]` when it is empty.
-    fn link_specs(&self, settings: &Settings) -> Result<Vec<LinkSpec>, gst::ErrorMessage> {
+    /// The links to use (the `links` property, or `config.links[]` when it is empty)
+    /// and the scheduler settings of `config`.
+    fn link_specs(
+        &self,
+        settings: &Settings,
+    ) -> Result<(Vec<LinkSpec>, SchedulerConfig), gst::ErrorMessage> {
         let config: BondingConfig = if settings.config.trim().is_empty() {
             BondingConfig::default()
         } else {
@@ -369,13 +462,15 @@ impl RistBondSink {
                 )
             ));
         }
-        if config.scheduler.is_some() {
-            gst::info!(
-                CAT,
-                imp = self,
-                "bonding_config.scheduler accepted; scheduler tuning is not applied yet"
-            );
-        }
+        let scheduler = match &config.scheduler {
+            Some(t) => t.to_config().map_err(|err| {
+                gst::error_msg!(
+                    gst::ResourceError::Settings,
+                    ("Invalid `config` (bonding_config TOML): {}", err)
+                )
+            })?,
+            None => SchedulerConfig::default(),
+        };
 
         let specs = if !settings.links.trim().is_empty() {
             if !config.links.is_empty() {
@@ -434,7 +529,101 @@ impl RistBondSink {
                 )
             ));
         }
-        Ok(specs)
+        Ok((specs, scheduler))
+    }
+
+    /// `config` (or `links`) changed while running: reload the scheduler and diff the
+    /// links by id (kept links untouched; removed ones stop; new or changed ones are
+    /// opened). Errors leave everything as it was and are reported as a warning.
+    fn apply_live(&self) {
+        let settings = lock(&self.settings).clone();
+        let Some(shared) = lock(&self.state).as_ref().map(|s| s.shared.clone()) else {
+            return;
+        };
+        let (specs, scheduler) = match self.link_specs(&settings) {
+            Ok(v) => v,
+            Err(err) => {
+                gst::warning!(CAT, imp = self, "live config refused: {err:?}");
+                self.post_warning_message(err);
+                return;
+            }
+        };
+        let current: Vec<Arc<LinkIo>> = shared.links().clone();
+        let removed: Vec<Arc<LinkIo>> = current
+            .iter()
+            .filter(|l| !specs.iter().any(|s| *s == l.spec))
+            .cloned()
+            .collect();
+        let added: Vec<&LinkSpec> = specs
+            .iter()
+            .filter(|s| !current.iter().any(|l| l.spec == **s))
+            .collect();
+        let mut opened = Vec::new();
+        for spec in &added {
+            match self.open_link(spec) {
+                Ok(link) => opened.push(Arc::new(link)),
+                Err(err) => {
+                    gst::warning!(CAT, imp = self, "live config: link {} refused", spec.id);
+                    self.post_warning_message(err);
+                    return;
+                }
+            }
+        }
+        let now = Instant::now();
+        {
+            let mut core = lock(&shared.core);
+            core.sender.set_scheduler(scheduler);
+            for l in &removed {
+                let _ = core.sender.remove_link(l.id);
+            }
+            for l in &opened {
+                core.sender.add_link(l.id, now);
+            }
+        }
+        {
+            let mut links = shared.links.write().unwrap_or_else(|e| e.into_inner());
+            links.retain(|l| !removed.iter().any(|r| Arc::ptr_eq(l, r)));
+            links.extend(opened.iter().cloned());
+            links.sort_by_key(|l| l.id);
+        }
+        let mut threads = lock(&shared.link_threads);
+        for l in &removed {
+            l.stop.store(true, Ordering::Release);
+        }
+        let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut *threads)
+            .into_iter()
+            .partition(|(id, _)| removed.iter().any(|r| r.id == *id));
+        *threads = kept;
+        for l in &opened {
+            let (shared2, link, weak) = (shared.clone(), l.clone(), self.obj().downgrade());
+            match std::thread::Builder::new()
+                .name(format!("ristbondsink-rtcp{}", l.id))
+                .spawn(move || rtcp_thread(shared2, link, weak))
+            {
+                Ok(t) => threads.push((l.id, t)),
+                Err(err) => gst::warning!(CAT, imp = self, "cannot start a thread: {err}"),
+            }
+        }
+        drop(threads);
+        for (_, t) in gone {
+            let _ = t.join();
+        }
+        shared.wake.notify_all();
+        gst::info!(
+            CAT,
+            imp = self,
+            "live config applied: {} link(s) added, {} removed",
+            opened.len(),
+            removed.len()
+        );
+    }
+
+    fn post_warning_message(&self, err: gst::ErrorMessage) {
+        let text = format!("{err:?}");
+        let msg = gst::message::Warning::builder(gst::ResourceError::Settings, &text)
+            .src(&*self.obj())
+            .build();
+        let _ = self.obj().post_message(msg);
     }
 
     fn open_link(&self, spec: &LinkSpec) -> Result<LinkIo, gst::ErrorMessage> {
@@ -512,6 +701,8 @@ impl RistBondSink {
             rtp_dest,
             rtcp_dest,
             send_errors: AtomicU64::new(0),
+            spec: spec.clone(),
+            stop: AtomicBool::new(false),
         })
     }
 
@@ -595,7 +786,7 @@ impl RistBondSink {
         drop(flushing);
         let s = {
             let core = lock(&shared.core);
-            shared.stats_structure(&core, Instant::now())
+            shared.stats_structure(&core)
         };
         post_stats(&self.obj(), s);
     }
@@ -620,7 +811,7 @@ impl ObjectImpl for RistBondSink {
                          needs CAP_NET_RAW). Empty: use config's [[links]]",
                     )
                     .default_value(Some(DEFAULT_LINKS))
-                    .mutable_ready()
+                    .mutable_playing()
                     .build(),
                 glib::ParamSpecUInt::builder("latency")
                     .nick("Latency")
@@ -646,10 +837,11 @@ impl ObjectImpl for RistBondSink {
                     .nick("Bonding config")
                     .blurb(
                         "bonding_config as TOML (version, [[links]] id/uri/interface, [scheduler]); \
-                         its links are used when the links property is empty. Invalid TOML fails at start",
+                         its links are used when the links property is empty. Invalid TOML fails at start; \
+                         set while running it is applied live (links diffed by id, scheduler reloaded)",
                     )
                     .default_value(Some(DEFAULT_CONFIG))
-                    .mutable_ready()
+                    .mutable_playing()
                     .build(),
                 glib::ParamSpecString::builder("cname")
                     .nick("CNAME")
@@ -674,6 +866,29 @@ impl ObjectImpl for RistBondSink {
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        self.set_setting(value, pspec);
+        if matches!(pspec.name(), "links" | "config") {
+            self.apply_live();
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        self.get_setting(pspec)
+    }
+
+    fn constructed(&self) {
+        self.parent_constructed();
+        let obj = self.obj();
+        // A network sender: the default BaseSink sync=true paces output to the clock.
+        obj.set_sync(true);
+        // Nothing to show in last-sample; do not keep a reference to old buffers.
+        obj.set_enable_last_sample(false);
+    }
+}
+
+impl RistBondSink {
+    /// Store a property value in the settings.
+    fn set_setting(&self, value: &glib::Value, pspec: &glib::ParamSpec) {
         let mut settings = lock(&self.settings);
         match pspec.name() {
             "links" => {
@@ -705,7 +920,8 @@ impl ObjectImpl for RistBondSink {
         gst::debug!(CAT, imp = self, "{} = {:?}", pspec.name(), value);
     }
 
-    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+    /// Read a property value from the settings.
+    fn get_setting(&self, pspec: &glib::ParamSpec) -> glib::Value {
         let settings = lock(&self.settings);
         match pspec.name() {
             "links" => settings.links.to_value(),
@@ -716,15 +932,6 @@ impl ObjectImpl for RistBondSink {
             "eos-linger" => settings.eos_linger_ms.to_value(),
             name => unreachable!("unknown property {name}"),
         }
-    }
-
-    fn constructed(&self) {
-        self.parent_constructed();
-        let obj = self.obj();
-        // A network sender: the default BaseSink sync=true paces output to the clock.
-        obj.set_sync(true);
-        // Nothing to show in last-sample; do not keep a reference to old buffers.
-        obj.set_enable_last_sample(false);
     }
 }
 
@@ -763,10 +970,10 @@ impl ElementImpl for RistBondSink {
 impl BaseSinkImpl for RistBondSink {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let settings = lock(&self.settings).clone();
-        let specs = self.link_specs(&settings)?;
+        let (specs, scheduler) = self.link_specs(&settings)?;
         let links = specs
             .iter()
-            .map(|spec| self.open_link(spec))
+            .map(|spec| self.open_link(spec).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
 
         let now = Instant::now();
@@ -782,16 +989,17 @@ impl BaseSinkImpl for RistBondSink {
             common::random_u32() as u16,
             now,
         );
+        sender.set_scheduler(scheduler);
         for link in &links {
-            sender.add_link(link.id, DEFAULT_LINK_WEIGHT, now);
+            sender.add_link(link.id, now);
         }
         let shared = Arc::new(Shared {
             core: Mutex::new(Core {
                 sender,
-                last_rtcp: vec![None; links.len()],
                 stats: common::StatsSchedule::new(settings.stats_interval_ms, now),
             }),
-            links,
+            links: RwLock::new(links),
+            link_threads: Mutex::new(Vec::new()),
             wake: Condvar::new(),
             stop: AtomicBool::new(false),
         });
@@ -817,11 +1025,12 @@ impl BaseSinkImpl for RistBondSink {
                     Box::new(move || timer_thread(shared, weak)),
                 )?);
             }
-            for index in 0..shared.links.len() {
+            let links = shared.links().clone();
+            for link in links {
                 let (shared2, weak) = (shared.clone(), weak.clone());
                 threads.push(spawn(
-                    format!("ristbondsink-rtcp{}", shared.links[index].id),
-                    Box::new(move || rtcp_thread(shared2, index, weak)),
+                    format!("ristbondsink-rtcp{}", link.id),
+                    Box::new(move || rtcp_thread(shared2, link, weak)),
                 )?);
             }
             Ok(())
@@ -839,7 +1048,7 @@ impl BaseSinkImpl for RistBondSink {
             CAT,
             imp = self,
             "started with {} link(s), latency {} ms",
-            shared.links.len(),
+            shared.links().len(),
             settings.latency_ms
         );
         *lock(&self.state) = Some(State {
@@ -858,7 +1067,12 @@ impl BaseSinkImpl for RistBondSink {
         };
         state.shared.stop.store(true, Ordering::Release);
         state.shared.wake.notify_all();
-        for t in state.threads {
+        let added = std::mem::take(&mut *lock(&state.shared.link_threads));
+        for t in state
+            .threads
+            .into_iter()
+            .chain(added.into_iter().map(|(_, t)| t))
+        {
             if t.join().is_err() {
                 gst::warning!(CAT, imp = self, "a link thread panicked");
             }
