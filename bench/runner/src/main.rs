@@ -111,8 +111,9 @@ enum Cmd {
         /// Adaptive bitrate MIN:MAX (kbit/s) from the sink's available-bitrate.
         #[arg(long)]
         adaptive: Option<String>,
-        /// Share of available-bitrate given to the encoder.
-        #[arg(long, default_value_t = 0.9)]
+        /// Share of available-bitrate kept free for overhead and repairs
+        /// (ristbond_core::feedback::BitrateController headroom).
+        #[arg(long, default_value_t = 0.2)]
         headroom: f64,
         /// Stop (before EOS) when standard input reaches end of file.
         #[arg(long)]

@@ -343,9 +343,10 @@ pub fn render(res: &SuiteResults, traces: Option<&Path>) -> String {
     );
     let _ = writeln!(
         o,
-        "- **Link states** (B2): from Braid's `ristbond-stats` bus messages every {STATS_INTERVAL_MS} ms; detection = \
-         first `Down` of the cut link after the cut, re-admission = first `Live`/`Degraded` after the link returned \
-         (resolution {STATS_INTERVAL_MS} ms). GStreamer's `ristsink` has no link states (n/a)."
+        "- **Link states** (B2): from Braid's `ristbond-link-state` bus messages (time they reach the sender's bus; \
+         sinks without them: states in `ristbond-stats` every {STATS_INTERVAL_MS} ms); detection = first `Down` of \
+         the cut link after the cut, re-admission = first `Live`/`Degraded` after the link returned. GStreamer's \
+         `ristsink` has no link states (n/a)."
     );
     let _ = writeln!(
         o,
@@ -500,8 +501,9 @@ pub fn render(res: &SuiteResults, traces: Option<&Path>) -> String {
         links_table(&mut o, &scenario::b3_links());
         let _ = writeln!(
             o,
-            "Braid adapts: the sender sets `x264enc bitrate` to 0.9 × the sink's `available-bitrate` (within {}–{} kbit/s) \
-             whenever it moves by 5 % or more; without that field in `ristbond-stats` it stays at {} kbit/s. The other \
+            "Braid adapts: the sink's `available-bitrate` feeds the agent's controller \
+             (`ristbond_core::feedback::BitrateController`, headroom 0.2, drops followed at once, rises ≤ 10 %/s), \
+             which sets `x264enc bitrate` within {}–{} kbit/s from a start of {} kbit/s. The other \
              systems cannot adapt and run at a fixed {} kbit/s; `rist-single` uses the TMobile link. Capacity = the \
              trace opportunities of the links used over the sender's first-to-last send time.\n",
             suite::B3_ADAPTIVE_KBPS.0,

@@ -1,15 +1,17 @@
 //! The sender role (`braid-bench send`): one sender pipeline in this process, paced live.
 //!
 //! Stdout protocol (JSON lines): `started`, then for Braid `link-state` on every state
-//! change of a link in the sink's `ristbond-stats` (docs/elements.md), `stats` once a
-//! second, `bitrate` when adaptive mode changes the encoder bitrate, and a final
-//! `summary` (TS packets and bytes handed to the transport, first/last times, errors,
-//! the last transport statistics).
+//! change of a link (from the sink's `ristbond-link-state` messages, or, from sinks
+//! without them, from the states in `ristbond-stats`; docs/elements.md), `stats` once
+//! a second, `bitrate` when adaptive mode changes the encoder bitrate, and a final
+//! `summary` (TS packets and bytes handed to the transport, first/last times, PCR send
+//! times, errors, the last transport statistics).
 //!
-//! Adaptive bitrate (B3): when the sink's `ristbond-stats` carries `available-bitrate`
-//! (guint64, bit/s, the usable aggregate capacity), x264enc `bitrate` (kbit/s) is set
-//! to `headroom × available / 1000` within [min, max] whenever that differs from the
-//! current setting by 5 % or more. Without the field the bitrate stays fixed.
+//! Adaptive bitrate (B3): the sink's `available-bitrate` (guint64, bit/s, usable
+//! aggregate capacity, in `ristbond-stats`) goes through the agent's controller,
+//! `ristbond_core::feedback::BitrateController` (drops followed at once, rises ≤ 10 %/s,
+//! `headroom` kept free), which sets x264enc `bitrate` (kbit/s) within [min, max].
+//! Without the field the bitrate stays fixed.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -25,6 +27,7 @@ use crate::gstjson::structure_to_json;
 use crate::metrics::{PcrLog, PidEnds};
 use crate::systems::{self, Source, System};
 use crate::util::{emit, play, unix_ms, watch_stdin_eof};
+use ristbond_core::feedback::BitrateController;
 
 /// Settings of one sender run.
 #[derive(Debug, Clone)]
@@ -43,7 +46,7 @@ pub struct SendArgs {
     pub source: Source,
     /// Adaptive bitrate range (kbit/s); `None` = fixed.
     pub adaptive: Option<(u32, u32)>,
-    /// Share of `available-bitrate` given to the encoder.
+    /// Share of `available-bitrate` kept free (the controller's `headroom`, 0–0.9).
     pub headroom: f64,
     /// After EOS reached the transport, keep the pipeline running this long (ms) so
     /// retransmissions can still be answered.
@@ -144,6 +147,10 @@ pub fn run(args: &SendArgs) -> Result<()> {
         Source::File(_) => 0,
     };
     let mut saw_available = false;
+    let mut controller = args
+        .adaptive
+        .map(|(min, max)| BitrateController::new(bitrate_kbps, min, max, args.headroom));
+    let mut link_state_messages = false;
     let linger = Duration::from_millis(u64::from(args.linger_ms));
     loop {
         if stop.load(Ordering::SeqCst) {
@@ -174,12 +181,21 @@ pub fn run(args: &SendArgs) -> Result<()> {
             }
             gst::MessageView::Element(e) => {
                 let Some(s) = e.structure() else { continue };
+                let now = unix_ms();
+                if s.name() == "ristbond-link-state" {
+                    link_state_messages = true;
+                    if let (Ok(id), Ok(to)) = (s.get::<u32>("id"), s.get::<String>("to")) {
+                        states.insert(u64::from(id), to.clone());
+                        emit(&json!({"event": "link-state", "unix_ms": now, "link": id,
+                            "state": to, "from": s.get::<String>("from").ok()}));
+                    }
+                    continue;
+                }
                 if s.name() != "ristbond-stats" {
                     continue;
                 }
-                let now = unix_ms();
                 let j = structure_to_json(s);
-                if let Some(links) = j["links"].as_array() {
+                if let Some(links) = j["links"].as_array().filter(|_| !link_state_messages) {
                     for l in links {
                         let (Some(id), Some(state)) = (l["id"].as_u64(), l["state"].as_str())
                         else {
@@ -192,21 +208,17 @@ pub fn run(args: &SendArgs) -> Result<()> {
                         }
                     }
                 }
-                if let (Some((min, max)), Ok(available)) =
-                    (args.adaptive, s.get::<u64>("available-bitrate"))
+                if let (Some(ctl), Ok(available)) =
+                    (controller.as_mut(), s.get::<u64>("available-bitrate"))
                 {
-                    saw_available = true;
-                    let target =
-                        ((available as f64 * args.headroom / 1000.0) as u32).clamp(min, max);
-                    if let Some(enc) = &encoder {
-                        if (f64::from(target) - f64::from(bitrate_kbps)).abs()
-                            >= 0.05 * f64::from(bitrate_kbps)
-                        {
-                            enc.set_property("bitrate", target);
-                            bitrate_kbps = target;
-                            emit(&json!({"event": "bitrate", "unix_ms": now, "kbps": target,
-                                "available_bps": available}));
-                        }
+                    saw_available |= available > 0;
+                    if let (Some(enc), Some(kbps)) =
+                        (&encoder, ctl.update(available, Instant::now()))
+                    {
+                        enc.set_property("bitrate", kbps);
+                        bitrate_kbps = kbps;
+                        emit(&json!({"event": "bitrate", "unix_ms": now, "kbps": kbps,
+                            "available_bps": available}));
                     }
                 }
                 if last_stats_line.elapsed() >= Duration::from_secs(1) {
