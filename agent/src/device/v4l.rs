@@ -216,7 +216,7 @@ impl fmt::Display for Rate {
     /// `30`, `29.97`, `59.94`, `7.5`: whole rates without decimals, others with up
     /// to two.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.den != 0 && self.num % self.den == 0 {
+        if self.den != 0 && self.num.is_multiple_of(self.den) {
             write!(f, "{}", self.num / self.den)
         } else {
             let s = format!("{:.2}", self.fps());
@@ -313,7 +313,7 @@ fn sizes_of(size: &FrameSize) -> Vec<(u32, u32)> {
             step_height,
         } => {
             let fits = |v: u32, min: u32, max: u32, step: u32| {
-                v >= min && v <= max && (v - min) % step.max(1) == 0
+                v >= min && v <= max && (v - min).is_multiple_of(step.max(1))
             };
             let mut out: Vec<(u32, u32)> = vec![(max_width, max_height)];
             for &(w, h) in COMMON_SIZES {
@@ -737,11 +737,14 @@ pub fn held_by_others(proc_dir: &Path, nodes: &[PathBuf]) -> HashSet<PathBuf> {
     held
 }
 
+/// A probed node: its (modification time, inode) key and the probe result.
+type CachedProbe = ((u64, u64), Result<Option<CaptureDevice>, String>);
+
 /// What a node was found to be, cached per node identity (inode, device number):
 /// a re-plugged device gets a new node and is probed again.
 #[derive(Debug, Default)]
 pub struct CaptureLister {
-    cache: HashMap<PathBuf, ((u64, u64), Result<Option<CaptureDevice>, String>)>,
+    cache: HashMap<PathBuf, CachedProbe>,
 }
 
 impl CaptureLister {
