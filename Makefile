@@ -22,7 +22,7 @@ lint:
 fmt:
 	cargo fmt --all
 
-# Bonded-transport benchmark (issue 3, B1-B6; ~30 min): rewrites the transport section of
+# Bonded-transport benchmark (issue 3, B1-B6; ~20 min): rewrites the transport section of
 # docs/benchmarks.md. `make bench ARGS=--quick` for a short indicative run.
 bench: setup
 	bash scripts/bench.sh $(ARGS)

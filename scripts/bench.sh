@@ -3,8 +3,8 @@
 # GStreamer ristsink/ristsrc bonding round-robin and broadcast vs single-link RIST vs
 # udpsink/udpsrc) over the userspace link emulator. Rewrites the part of
 # docs/benchmarks.md between <!-- bench:transport:begin --> and <!-- bench:transport:end -->
-# and keeps the rest of the file. Takes about 25-30 minutes; pass --quick (make bench
-# ARGS=--quick) for a ~8-minute indicative run. Raw results: target/bench/results-*.json.
+# and keeps the rest of the file. Takes about 20 minutes on 2 cores; pass --quick (make bench
+# ARGS=--quick) for a ~6-minute indicative run. Raw results: target/bench/results-*.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
