@@ -1,7 +1,7 @@
 # Braid: the two commands of the README, plus developer helpers.
 # `make demo` and `make test` do all set-up on a fresh Debian 12 machine (as root).
 
-.PHONY: setup demo test build lint fmt
+.PHONY: setup demo test build lint fmt bench
 
 setup:
 	bash scripts/setup.sh
@@ -33,3 +33,8 @@ bench-idle: setup
 ARCH ?= amd64
 deb: setup
 	bash scripts/deb.sh $(ARCH)
+
+# Bonded-transport benchmark (issue 3, B1-B6; ~20 min): rewrites the transport section of
+# docs/benchmarks.md. `make bench ARGS=--quick` for a short indicative run.
+bench: setup
+	bash scripts/bench.sh $(ARGS)
