@@ -12,6 +12,7 @@ use braid_protocol::event::{Category, Event, Severity};
 use braid_protocol::stream::{EndReason, StreamEnded, StreamStats};
 use futures_util::StreamExt;
 use gst::prelude::*;
+use ristbond_core::feedback::BitrateController;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -42,7 +43,18 @@ pub(super) struct StreamActor {
     video_lost_since: Option<Instant>,
     /// Why, for `stream.ended.error`.
     video_lost_reason: String,
+    /// Encoder bitrate from the bond's usable capacity (issue 3 encoder feedback).
+    bitrate: BitrateController,
+    /// A new encoder bitrate decided while handling a bus message, kbit/s, applied
+    /// by the loop (which holds the pipeline).
+    bitrate_change: Option<u32>,
 }
+
+/// Share of the bond's usable capacity kept free for TS/RTP/UDP overhead and
+/// retransmissions when the encoder follows it. The links' estimates only grow while
+/// they carry at least 75 % of them (ristbond-core `sched`), so the encoder plus its
+/// ~5 % of TS/RTP overhead must stay above that for the bitrate to climb back.
+const BITRATE_HEADROOM: f64 = 0.15;
 
 /// How the live phase ended.
 enum Ending {
@@ -89,6 +101,12 @@ impl StreamActor {
         reports: mpsc::Sender<StreamReport>,
         source_lost_timeout: Option<Duration>,
     ) -> Self {
+        let bitrate = BitrateController::new(
+            plan.bitrate_kbps,
+            plan.min_bitrate_kbps,
+            plan.max_bitrate_kbps,
+            BITRATE_HEADROOM,
+        );
         Self {
             plan,
             reports,
@@ -98,6 +116,8 @@ impl StreamActor {
             source_lost_timeout,
             video_lost_since: None,
             video_lost_reason: String::new(),
+            bitrate,
+            bitrate_change: None,
         }
     }
 
@@ -188,6 +208,7 @@ impl StreamActor {
                             self.act(&supervisor, actions, &mut restarts).await;
                         } else {
                             let end = self.on_message(&msg);
+                            self.apply_bitrate(&pipeline);
                             self.send_outgoing().await;
                             if let Some(end) = end {
                                 break end;
@@ -284,6 +305,12 @@ impl StreamActor {
                         let events = self.links.update(id, &stats.links);
                         self.outgoing
                             .extend(events.into_iter().map(StreamReport::Event));
+                        // Encoder feedback: follow a capacity drop at once, climb
+                        // back by at most 10 %/s (ristbond_core::feedback).
+                        if let Some(kbps) = self.bitrate.update(stats.available_bps, Instant::now())
+                        {
+                            self.bitrate_change = Some(kbps);
+                        }
                         self.last = stats;
                     } else if let Some(thumb) = parse_thumbnail(&self.plan.stream_id, s) {
                         self.outgoing.push(StreamReport::Thumbnail(thumb));
@@ -402,6 +429,26 @@ impl StreamActor {
                 self.video_lost_reason
             )
         })
+    }
+
+    /// Set the encoder to the bitrate the feedback loop decided, if it changed.
+    fn apply_bitrate(&mut self, pipeline: &gst::Pipeline) {
+        let Some(kbps) = self.bitrate_change.take() else {
+            return;
+        };
+        match braid_pipelines::set_encoder_bitrate(pipeline, kbps) {
+            Ok(()) => tracing::info!(
+                stream_id = %self.plan.stream_id,
+                kbps,
+                available_bps = self.last.available_bps,
+                "encoder bitrate follows the bond"
+            ),
+            Err(e) => tracing::warn!(
+                stream_id = %self.plan.stream_id,
+                error = %e,
+                "encoder bitrate not changed"
+            ),
+        }
     }
 
     /// Send `stream.stats` from the latest sink figures; dropped when the control

@@ -12,6 +12,8 @@ pub(crate) struct SinkStats {
     pub output: OutputStats,
     /// RTP bytes sent over all links.
     pub bytes_sent: u64,
+    /// Usable aggregate capacity of the bond, bps (`available-bitrate`; 0 unknown).
+    pub available_bps: u64,
 }
 
 fn u64_field(s: &gst::StructureRef, name: &str) -> u64 {
@@ -68,6 +70,7 @@ pub(crate) fn parse_sink_stats(s: &gst::StructureRef) -> Option<SinkStats> {
             packets_dropped_deadline: u64_field(s, "packets-dropped-deadline"),
         },
         bytes_sent: u64_field(s, "bytes-sent"),
+        available_bps: u64_field(s, "available-bitrate"),
     })
 }
 

@@ -12,15 +12,21 @@
 //!   the link it was sent on (TR-06-1 receivers report one loss figure for the whole
 //!   flow, not per link). Windows of ≥ 250 ms and ≥ 50 originals, weighted 0.2.
 //! - **Capacity** (pacing rate) per link, delay-based: queueing delay = the smallest
-//!   of the last 2 RTT samples (filters jitter) minus the windowed minimum RTT (10 s).
-//!   Above `max(40 ms, min_rtt / 2)` the link is over capacity: the rate drops to
-//!   0.85 × the capacity seen (what was sent, divided by 1 + the queue's growth
-//!   rate), at most once per `min_rtt + 100 ms`; between the thresholds the rate is
-//!   held. Below `max(15 ms,
-//!   min_rtt / 5)`, when the link carried at least 75 % of its rate (it is the
-//!   constraint), the rate grows: ×1.25 per feedback in slow start (until the first
-//!   sign of a queue), ×1.10 while originals wait in the sender's pacing queue, else
-//!   ×1.05 per 100 ms; only Live links grow.
+//!   of the last 4 RTT samples (about 400 ms at the 100 ms RTCP interval; a jittery
+//!   radio link rarely has 4 high samples in a row) minus the windowed minimum RTT
+//!   (30 s, so a standing queue does not become the new base). Above
+//!   `max(40 ms, min_rtt / 2)` the link is over capacity: the rate drops by 15 %; the
+//!   first queue after slow start, or one deeper than twice the threshold, takes the
+//!   rate to 0.9 × the capacity the queue's growth reveals (what was sent divided by
+//!   1 + the growth rate over the last 300 ms; at most −70 % in slow start, −40 %
+//!   otherwise). One decrease per episode: the next needs a round trip plus 100 ms
+//!   and a queue still growing, or 600 ms more. Between the thresholds the rate is
+//!   held. Below `max(15 ms, min_rtt / 5)`, when the link is the constraint (it
+//!   carried ≥ 75 % of its rate, or originals wait in the pacing queue), a Live link
+//!   grows (a lower gate lets unused links inflate their estimates, and the shares go
+//!   wrong when the input rises: twice the deadline drops at 85 % load in the sim): ×1.25 per sample in slow start (until the first queue), +5 %
+//!   per 100 ms back up to the capacity measured at the last decrease, then +1 % per
+//!   100 ms (+2 % with a backlog) to probe beyond it.
 //! - **States**: `Probing` (no feedback yet, or recovering), `Live`, `Degraded` (loss
 //!   above `failover_loss_rate` or smoothed RTT above `failover_rtt`), `Down` (no
 //!   RTCP for `max(250 ms, 2.5 × the usual RTCP gap)`, at most 2 s). Degraded → Live
@@ -143,11 +149,15 @@ const RECOVER_AFTER: Duration = Duration::from_secs(2);
 /// How far ahead of now a link's pacing clock may be and still take a packet.
 pub(crate) const PACING_SLACK: Duration = Duration::from_millis(5);
 /// Window of the minimum RTT.
-const MIN_RTT_WINDOW: Duration = Duration::from_secs(10);
+const MIN_RTT_WINDOW: Duration = Duration::from_secs(30);
 /// Share of its rate a Degraded link carries.
 const DEGRADED_SHARE: f64 = 0.25;
-/// RTT samples kept for the jitter filter.
-const RTT_FILTER: usize = 2;
+/// RTT samples kept for the jitter filter (the queueing delay is their minimum).
+const RTT_FILTER: usize = 4;
+/// After a decrease, how long a draining queue is left alone (beyond one RTT).
+const DRAIN_WAIT: Duration = Duration::from_millis(600);
+/// Window over which the queue's growth rate is measured.
+const GROWTH_WINDOW: Duration = Duration::from_millis(300);
 
 /// Estimates and pacing clock of one link.
 #[derive(Debug, Clone)]
@@ -162,6 +172,10 @@ pub(crate) struct LinkEstimator {
     rtcp_gap: Option<Duration>,
     srtt: Option<Duration>,
     recent_rtt: VecDeque<Duration>,
+    /// Filtered queueing delay samples over [`GROWTH_WINDOW`]: (when, delay).
+    qdelay_history: VecDeque<(Instant, Duration)>,
+    /// Rate just before the last decrease, bps (the level the link last held).
+    last_max_bps: f64,
     /// Per-second minima over [`MIN_RTT_WINDOW`]: (bucket start, min).
     rtt_minima: VecDeque<(Instant, Duration)>,
     /// Attributed loss, EWMA (0..=1).
@@ -179,8 +193,6 @@ pub(crate) struct LinkEstimator {
     tx_since: Instant,
     /// Last measured send rate, bps.
     tx_rate_bps: f64,
-    /// Previous queueing delay and when (queue growth rate).
-    last_qdelay: Option<(Duration, Instant)>,
     /// Since when the link has been below the Degraded thresholds.
     healthy_since: Option<Instant>,
     /// Pacing clock.
@@ -200,6 +212,8 @@ impl LinkEstimator {
             rtcp_gap: None,
             srtt: None,
             recent_rtt: VecDeque::new(),
+            qdelay_history: VecDeque::new(),
+            last_max_bps: 0.0,
             rtt_minima: VecDeque::new(),
             loss: 0.0,
             loss_sent: 0,
@@ -211,7 +225,6 @@ impl LinkEstimator {
             tx_bytes: 0,
             tx_since: now,
             tx_rate_bps: 0.0,
-            last_qdelay: None,
             healthy_since: None,
             next_free: now,
             hold_rate_until: None,
@@ -266,7 +279,7 @@ impl LinkEstimator {
         self.srtt.map_or(Duration::ZERO, |r| r / 2)
     }
 
-    /// The smallest RTT seen in the last 10 s.
+    /// The smallest RTT seen in the last 30 s.
     pub(crate) fn min_rtt(&self) -> Option<Duration> {
         self.rtt_minima.iter().map(|&(_, d)| d).min()
     }
@@ -368,50 +381,74 @@ impl LinkEstimator {
         let qdelay = filtered.saturating_sub(min_rtt);
         let high = (min_rtt / 2).max(Duration::from_millis(40));
         let low = (min_rtt / 5).max(Duration::from_millis(15));
-        let srtt = self.srtt.unwrap_or(min_rtt);
         let held = self.hold_rate_until.is_some_and(|t| now < t);
-        // Queue growth rate (s of queue per s): sending at `tx` into a link of capacity
-        // C grows the queue by tx/C - 1 per second.
-        let growth = self.last_qdelay.map_or(0.0, |(q, t)| {
+        // Queue growth rate (s of queue per s) over ~300 ms: sending at `tx` into a
+        // link of capacity C grows the queue by tx/C - 1 per second.
+        self.qdelay_history.push_back((now, qdelay));
+        while self
+            .qdelay_history
+            .front()
+            .is_some_and(|&(t, _)| now.saturating_duration_since(t) > GROWTH_WINDOW)
+        {
+            self.qdelay_history.pop_front();
+        }
+        let growth = self.qdelay_history.front().map_or(0.0, |&(t, q)| {
             let dt = now.saturating_duration_since(t).as_secs_f64();
-            if dt > 0.0 {
+            if dt >= 0.1 {
                 (qdelay.as_secs_f64() - q.as_secs_f64()) / dt
             } else {
                 0.0
             }
         });
-        self.last_qdelay = Some((qdelay, now));
-        let _ = srtt;
         if qdelay > high {
+            // One decrease per episode: after one, wait a round trip; while the
+            // queue is draining (the decrease works), wait for the filter to see it.
             let settled = self.last_decrease.is_none_or(|t| {
-                now.saturating_duration_since(t) > min_rtt + Duration::from_millis(100)
+                let since = now.saturating_duration_since(t);
+                since > min_rtt + Duration::from_millis(100)
+                    && (growth > 0.0 || since > min_rtt + DRAIN_WAIT)
             });
             if settled && !held {
-                let capacity = self.tx_rate_bps / (1.0 + growth.max(0.0));
-                let basis = self
-                    .rate_bps
-                    .min(capacity.max(self.rate_bps * 0.5))
-                    .min(self.tx_rate_bps.max(self.rate_bps * 0.5));
-                // Below the capacity estimate so the standing queue drains.
-                self.rate_bps = (basis * 0.85).max(cfg.min_rate_bps);
+                // Mild overshoot: back off 15 %. The first queue after slow start, or
+                // a deep one (capacity fell): go to the capacity the queue's growth
+                // reveals, at most halving per step.
+                let capacity = self.tx_rate_bps.max(1.0) / (1.0 + growth.max(0.0));
+                let factor = if self.slow_start {
+                    (capacity / self.rate_bps * 0.9).clamp(0.3, 0.85)
+                } else if qdelay > high * 2 {
+                    (capacity / self.rate_bps * 0.9).clamp(0.6, 0.85)
+                } else {
+                    0.85
+                };
+                // The level to come back to quickly: what the link really carried.
+                self.last_max_bps = capacity.min(self.rate_bps);
+                self.rate_bps = (self.rate_bps * factor).max(cfg.min_rate_bps);
                 self.slow_start = false;
                 self.last_decrease = Some(now);
             }
         } else if qdelay > low {
             // Queue forming: stop probing, hold the rate.
             self.slow_start = false;
-        } else if qdelay < low
-            && self.state == LinkState::Live
-            && self.tx_rate_bps >= 0.75 * self.rate_bps
+        } else if self.state == LinkState::Live
+            && (self.tx_rate_bps >= 0.75 * self.rate_bps || backlog)
         {
+            // Per 100 ms: slow start ×1.25 per sample; back to the level held before
+            // the last decrease at 5 %; beyond it, probe gently (1 %, 2 % while
+            // originals wait in the pacing queue).
+            let steps = (elapsed.as_secs_f64() / 0.1).min(3.0);
             let factor = if self.slow_start {
                 1.25
+            } else if self.rate_bps < 0.95 * self.last_max_bps {
+                1.0 + 0.05 * steps
             } else if backlog {
-                1.10
+                1.0 + 0.02 * steps
             } else {
-                1.0 + 0.05 * (elapsed.as_secs_f64() / 0.1).min(3.0)
+                1.0 + 0.01 * steps
             };
             self.rate_bps = (self.rate_bps * factor).min(cfg.max_rate_bps);
+            if self.rate_bps > self.last_max_bps {
+                self.last_max_bps = self.rate_bps;
+            }
         }
     }
 
@@ -494,7 +531,9 @@ impl LinkEstimator {
             self.slow_start = true;
             self.recent_rtt.clear();
             self.rtt_minima.clear();
+            self.qdelay_history.clear();
             self.srtt = None;
+            self.last_max_bps = 0.0;
         }
         if next == LinkState::Degraded || next == LinkState::Live {
             self.healthy_since = None;
