@@ -29,10 +29,11 @@
 //!    known-good binary counts the starts itself, so a new binary that cannot
 //!    even execute is rolled back after [`MAX_STARTS`] starts too.
 
+pub mod launch;
 pub mod marker;
 
 use std::io::{Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -126,7 +127,7 @@ fn sync_dir(file: &Path) -> std::io::Result<()> {
 }
 
 /// Whether `a` and `b` name the same file (same device and inode).
-fn same_file(a: &Path, b: &Path) -> bool {
+pub(crate) fn same_file(a: &Path, b: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
     match (std::fs::metadata(a), std::fs::metadata(b)) {
         (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
@@ -249,12 +250,7 @@ impl UpdateHandle {
     /// ([`UpdateHandle::restart_requested`] is then already set). Never fails:
     /// problems become events.
     pub fn startup(config: &Config, config_path: &Path, allow_insecure: bool) -> Self {
-        let binary_path = config
-            .update
-            .binary_path
-            .clone()
-            .or_else(|| std::env::current_exe().ok())
-            .unwrap_or_else(|| PathBuf::from("/usr/bin/braid-agent"));
+        let binary_path = launch::Paths::from_config(config).binary_path;
         let tls = crate::tls::client_config(config.update_tls(), allow_insecure)
             .map_err(|e| format!("update TLS settings: {e}"));
         let handle = Self {
@@ -488,6 +484,14 @@ impl UpdateHandle {
         let new_path = sibling(&binary, ".new");
         let prev_path = sibling(&binary, ".prev");
         tracing::info!(url = %req.binary_url, binary = %binary.display(), "agent.update: downloading");
+        if let Some(dir) = binary.parent().filter(|d| !d.as_os_str().is_empty()) {
+            // `<state_dir>/bin` on the first update of a packaged install.
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| internal(format!("cannot create {}: {e}", dir.display())))?;
+        }
 
         let (sha, size) = match download(&req.binary_url, &tls, &new_path, max_size).await {
             Ok(v) => v,
@@ -522,6 +526,11 @@ impl UpdateHandle {
             // its path was replaced since it started (an update installed
             // without restart).
             let prev_sha = copy_atomic(Path::new("/proc/self/exe"), &prev_path, 0o755)?;
+            // Which launcher (the binary the unit starts) this update supersedes:
+            // a package installed later wins (launch::decide).
+            if let Some(launcher) = launch::launcher_of_this_process() {
+                launch::write_base(&binary, &launcher)?;
+            }
             let m = Marker {
                 version: 1,
                 state: State::Pending,
