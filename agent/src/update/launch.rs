@@ -231,9 +231,7 @@ pub fn decide(paths: &Paths, exe: &Path, launched: Option<&OsStr>) -> Decision {
         return Decision::Here(Here::Superseded { why, removed });
     }
     if let Ok(Some(m)) = marker::load(&paths.state_dir) {
-        if m.state == State::RolledBack
-            && sha256_file(bin).is_ok_and(|sha| sha == m.new_sha256)
-        {
+        if m.state == State::RolledBack && sha256_file(bin).is_ok_and(|sha| sha == m.new_sha256) {
             return Decision::Here(Here::RolledBack);
         }
     }
@@ -391,9 +389,7 @@ mod tests {
         assert_eq!(p.state_dir, PathBuf::from("/srv/b"));
         assert_eq!(p.binary_path, PathBuf::from("/opt/b/agent"));
         std::fs::write(&conf, "[agent\n").unwrap();
-        assert!(Paths::read(&conf, None)
-            .unwrap_err()
-            .contains("agent.conf"));
+        assert!(Paths::read(&conf, None).unwrap_err().contains("agent.conf"));
         assert!(Paths::read(&dir.path().join("missing"), None).is_err());
     }
 
@@ -426,11 +422,8 @@ mod tests {
     fn a_non_executable_update_is_ignored() {
         let s = setup();
         install_update(&s, b"#!/bin/sh\n");
-        std::fs::set_permissions(
-            &s.paths.binary_path,
-            std::fs::Permissions::from_mode(0o644),
-        )
-        .unwrap();
+        std::fs::set_permissions(&s.paths.binary_path, std::fs::Permissions::from_mode(0o644))
+            .unwrap();
         assert_eq!(
             decide(&s.paths, &s.exe, None),
             Decision::Here(Here::NotExecutable)
