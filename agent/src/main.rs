@@ -70,6 +70,16 @@ enum Cmd {
         #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
     },
+    /// Delete the update `agent.update` installed (`[update] binary_path`, its
+    /// `.prev` and `.base`, a pending update marker) so that the packaged binary
+    /// runs: the package's postinst runs this after every install or upgrade
+    /// (a package install supersedes an earlier remote update).
+    #[command(hide = true)]
+    UpdateSupersede {
+        /// TOML config file (for `agent.state_dir`, `update.binary_path`).
+        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+    },
     /// Print one `device.status` payload (JSON) as the agent would send it, after
     /// watching ModemManager for a moment; with `--v4l2-record DIR`, also write the
     /// V4L2 answers of every `/dev/videoN` as JSON recordings (for a field report or
@@ -172,6 +182,24 @@ fn run(command: Cmd) -> anyhow::Result<u8> {
             .map_err(anyhow::Error::msg)?;
             let outcome = braid_agent::update::guard(&paths.state_dir)?;
             tracing::info!(?outcome, "update-guard");
+            Ok(0)
+        }
+        Cmd::UpdateSupersede { config } => {
+            let paths = braid_agent::update::launch::Paths::read(
+                &config,
+                std::env::var_os(braid_agent::config::STATE_DIR_ENV).as_deref(),
+            )
+            .map_err(anyhow::Error::msg)?;
+            let had = paths.binary_path.exists();
+            braid_agent::update::launch::remove_superseded(&paths).map_err(|e| {
+                anyhow::anyhow!("removing {}: {e}", paths.binary_path.display())
+            })?;
+            if had {
+                println!(
+                    "braid-agent: removed the remote update {} (superseded by the package)",
+                    paths.binary_path.display()
+                );
+            }
             Ok(0)
         }
         Cmd::Receive { config } => {

@@ -239,8 +239,12 @@ pub fn decide(paths: &Paths, exe: &Path, launched: Option<&OsStr>) -> Decision {
 }
 
 /// Remove a superseded update: `binary_path`, `.prev`, `.base`, `.new`, `.tmp`,
-/// and the update marker when it is about this `binary_path`.
-fn remove_superseded(paths: &Paths) -> std::io::Result<()> {
+/// and the update marker when it is about this `binary_path` (a `rolled_back`
+/// marker is kept for the agent to report). Used by [`decide`] and by
+/// `braid-agent update-supersede`, which the package's postinst runs after
+/// every install or upgrade. Missing files are fine; errors: the first I/O
+/// error (the other files are still tried).
+pub fn remove_superseded(paths: &Paths) -> std::io::Result<()> {
     let bin = &paths.binary_path;
     let mut result = Ok(());
     for suffix in ["", ".prev", BASE_SUFFIX, ".new", ".tmp", ".prev.tmp"] {
@@ -256,7 +260,7 @@ fn remove_superseded(paths: &Paths) -> std::io::Result<()> {
         }
     }
     if let Ok(Some(m)) = marker::load(&paths.state_dir) {
-        if &m.binary_path == bin {
+        if &m.binary_path == bin && m.state == State::Pending {
             marker::remove(&paths.state_dir)?;
         }
     }
