@@ -5,15 +5,20 @@
 //!
 //! | path | what |
 //! |---|---|
-//! | `<binary_path>` | the agent binary (`[update] binary_path`, default the running executable) |
+//! | `<binary_path>` | the installed update (`[update] binary_path`, default `<state_dir>/bin/braid-agent`: the hardened unit can write only its state directory) |
 //! | `<binary_path>.new` | the download while it is checked; removed on any failure |
 //! | `<binary_path>.prev` | copy of the binary that installed the update (it was running and logged in: known good) |
+//! | `<binary_path>.base` | [`launch::Base`]: the packaged binary (launcher) this update supersedes |
 //! | `<state_dir>/updates/pending.json` | [`marker::Marker`] until the new binary logs in |
+//!
+//! The packaged `/usr/bin/braid-agent run` starts an installed update in its
+//! place ([`launch`]: exec, loop guard, superseded by a later package install).
 //!
 //! Order of an install ([`UpdateHandle::install`]): download `.new` over https
 //! (size-capped, hashed while streaming) → SHA-256 compared → `.new` run once as
 //! `braid-agent preflight` (must start, load the config and GStreamer) → `.prev`
-//! written → marker written → `rename(.new, binary_path)` → response. Until the
+//! written → `.base` written → marker written → `rename(.new, binary_path)` →
+//! response. Until the
 //! rename nothing the service runs has changed; a failure removes `.new` and the
 //! marker. With `restart_after` the agent then exits with [`RESTART_EXIT_CODE`]
 //! and systemd (`Restart=always`) starts the new binary.
@@ -25,7 +30,8 @@
 //! 2. the new binary at start: more than [`MAX_STARTS`] starts without a login
 //!    (crash loop after start-up) → roll back, exit;
 //! 3. `braid-agent update-guard`, run by the unit as
-//!    `ExecStartPre=-<binary_path>.prev update-guard` before every start: the
+//!    `ExecStartPre=-<binary_path>.prev update-guard` before every start
+//!    (packaged: `/var/lib/braid/bin/braid-agent.prev`): the
 //!    known-good binary counts the starts itself, so a new binary that cannot
 //!    even execute is rolled back after [`MAX_STARTS`] starts too.
 
@@ -65,7 +71,7 @@ pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// TCP + TLS connect limit of the download.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// `<binary>` + `suffix` in the same directory (`/usr/bin/braid-agent.prev`).
+/// `<binary>` + `suffix` in the same directory (`/var/lib/braid/bin/braid-agent.prev`).
 pub fn sibling(binary: &Path, suffix: &str) -> PathBuf {
     let mut name = binary.file_name().unwrap_or_default().to_owned();
     name.push(suffix);
