@@ -191,9 +191,8 @@ fn run(command: Cmd) -> anyhow::Result<u8> {
             )
             .map_err(anyhow::Error::msg)?;
             let had = paths.binary_path.exists();
-            braid_agent::update::launch::remove_superseded(&paths).map_err(|e| {
-                anyhow::anyhow!("removing {}: {e}", paths.binary_path.display())
-            })?;
+            braid_agent::update::launch::remove_superseded(&paths)
+                .map_err(|e| anyhow::anyhow!("removing {}: {e}", paths.binary_path.display()))?;
             if had {
                 println!(
                     "braid-agent: removed the remote update {} (superseded by the package)",

@@ -834,7 +834,10 @@ async fn a_packaged_install_runs_its_update_from_the_state_dir_until_a_package_u
         1,
         "{log}"
     );
-    assert!(!pkg.state.join("updates/pending.json").exists(), "committed");
+    assert!(
+        !pkg.state.join("updates/pending.json").exists(),
+        "committed"
+    );
 
     // 2. From the exec'd update: .prev is update 1, .base still names the package.
     let p = ask(

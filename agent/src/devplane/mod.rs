@@ -152,7 +152,9 @@ async fn console(events: mpsc::Sender<plane::PlaneEvent>) {
                 }
             }
             other => {
-                println!("devplane: unknown command `{other}` (start | stop | update URL SHA256 | quit)");
+                println!(
+                    "devplane: unknown command `{other}` (start | stop | update URL SHA256 | quit)"
+                );
                 continue;
             }
         };
