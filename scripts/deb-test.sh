@@ -311,7 +311,7 @@ grep -q "^NoNewPrivs:.*1$" "/proc/$apid/status" || fail "no_new_privs not set on
 [ "$(sha256sum "$STATE/bin/braid-agent" | cut -d' ' -f1)" = "$next_sha" ] || fail "$STATE/bin/braid-agent is not the update"
 [ "$(sha256sum "$STATE/bin/braid-agent.prev" | cut -d' ' -f1)" = "$usr_sha" ] || fail ".prev is not the packaged binary"
 [ "$(sha256sum /usr/bin/braid-agent | cut -d' ' -f1)" = "$usr_sha" ] || fail "/usr/bin/braid-agent changed"
-[ "$(stat -c '%U %a' "$STATE/bin")" = "braid 700" ] && [ "$(stat -c '%U %a' "$STATE/bin/braid-agent")" = "braid 755" ] \
+[ "$(stat -c '%U %a' "$STATE/bin")" = "braid 700" ] && [ "$(stat -c '%U %a' "$STATE/bin/braid-agent")" = "braid 700" ] \
   || fail "update files: $(stat -c '%n %U %a' "$STATE/bin" "$STATE/bin/braid-agent")"
 [ ! -e "$STATE/updates/pending.json" ] || fail "the update marker is still there after the login"
 [ "$(grep -c "starting the installed update" "$TMP/unit.log")" = 1 ] || { cat "$TMP/unit.log"; fail "the launcher did not exec the update exactly once"; }
@@ -330,7 +330,6 @@ conf_sum=$(md5sum <"$CONF")
 [ "$(md5sum <"$CONF")" = "$conf_sum" ] || fail "reinstall changed the edited $CONF"
 [ ! -e "$STATE/bin/braid-agent" ] && [ ! -e "$STATE/bin/braid-agent.prev" ] && [ ! -e "$STATE/bin/braid-agent.base" ] \
   || fail "reinstall left the remote update: $(ls -A "$STATE/bin")"
-grep -q "removed the remote update" "$TMP/reinstall.log" || { cat "$TMP/reinstall.log"; fail "postinst did not report the superseded update"; }
 cp -a "$TMP/update-files/." "$STATE/bin/"
 DEB_REVISION=2 DEB_FAST=1 bash scripts/deb.sh amd64 >"$TMP/deb2.log" 2>&1 || { cat "$TMP/deb2.log"; fail "building revision 2"; }
 DEB2=$(tail -n 1 "$TMP/deb2.log")
