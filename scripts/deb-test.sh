@@ -235,6 +235,10 @@ ok "stream through the installed plugins: $summary; credentials in $STATE (braid
 # program, another SHA-256), served over https with a pinned certificate
 # ([update.tls]); a devplane sends agent.update.
 step "agent.update of the installed agent (the unit's ExecStartPre/ExecStart as braid)"
+wait_for() { # FILE PATTERN SECONDS
+  for _ in $(seq 1 $(($3 * 5))); do grep -q "$2" "$1" && return 0; sleep 0.2; done
+  return 1
+}
 unit_pre=$(sed -n 's/^ExecStartPre=-//p' "$UNITDIR/braid-agent.service")
 unit_start=$(sed -n 's/^ExecStart=//p' "$UNITDIR/braid-agent.service")
 mkdir -p "$TMP/www"
@@ -254,9 +258,11 @@ httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
 ctx.load_cert_chain(crt, key)
 httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+print("https: listening", flush=True)
 httpd.serve_forever()
 PY
 pids+=("$!")
+wait_for "$TMP/www.log" "https: listening" 30 || fail "the https server did not start: $(cat "$TMP/www.log")"
 # A new devplane (console on a fifo): it knows no sender, so the agent enrolls again.
 rm -f "$STATE/credentials.json"
 port2=$((20000 + RANDOM % 5000))
@@ -271,10 +277,6 @@ sed -i -e "s|^url = .*|url = \"wss://127.0.0.1:$port2/agent/ws\"|" \
   -e "s|^pin_sha256 = .*|pin_sha256 = \"$(cat "$TMP/pin2")\"|" "$CONF"
 printf '\n[update.tls]\nmode = "pinned"\npin_sha256 = "%s"\n' "$www_pin" >>"$CONF"
 as_braid braid-agent check-config >/dev/null || fail "check-config with [update.tls]"
-wait_for() { # FILE PATTERN SECONDS
-  for _ in $(seq 1 $(($3 * 5))); do grep -q "$2" "$1" && return 0; sleep 0.2; done
-  return 1
-}
 (
   umask 0077
   for _ in 1 2 3 4 5 6; do
@@ -301,9 +303,11 @@ unit=$!
 pids+=("$unit")
 wait_for "$TMP/dp2.out" "enrolled" 60 || { tail -n 20 "$TMP/unit.log" "$TMP/dp2.log" >&2; fail "the unit's agent did not enroll"; }
 echo "update https://127.0.0.1:$wport/braid-agent-next $next_sha" >&7
-wait_for "$TMP/dp2.out" "Agent updated to" 120 \
+wait_for "$TMP/dp2.out" "agent.update.response" 120 || { tail -n 30 "$TMP/unit.log" >&2; fail "no answer to agent.update"; }
+grep "agent.update.response" "$TMP/dp2.out" | grep -q "\"success\":true" \
+  || fail "agent.update refused: $(grep "agent.update.response" "$TMP/dp2.out")"
+wait_for "$TMP/dp2.out" "Agent updated to" 90 \
   || { tail -n 30 "$TMP/unit.log" "$TMP/dp2.out" "$TMP/www.log" >&2; fail "no 'Agent updated' event after agent.update"; }
-grep "agent.update.response" "$TMP/dp2.out" | grep -q "\"success\":true" || { cat "$TMP/dp2.out"; fail "agent.update refused"; }
 apid=$(cat "$TMP/unit.pid")
 [ "$(readlink "/proc/$apid/exe")" = "$STATE/bin/braid-agent" ] || fail "the running agent is $(readlink "/proc/$apid/exe"), not the update"
 grep -q "^CapAmb:.*0000000000002000$" "/proc/$apid/status" || fail "the update lost CAP_NET_RAW: $(grep ^Cap "/proc/$apid/status")"
