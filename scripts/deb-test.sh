@@ -3,8 +3,10 @@
 # as root on Debian 12. Builds the amd64 .deb, lints it, installs it with apt-get,
 # checks what it installed (plugins visible with no GST_PLUGIN_PATH, units,
 # hardening figure, user and permissions, a real bonded stream by the installed
-# agent as user braid), upgrades it over itself and to a higher revision (an
-# edited conffile and the state survive), removes and purges it (state deleted).
+# agent as user braid, an agent.update of the installed agent run with the
+# unit's own ExecStartPre/ExecStart lines), upgrades it over itself and to a
+# higher revision (an edited conffile and the state survive, a remote update is
+# superseded), removes and purges it (state deleted).
 # Then the arm64 cross build under qemu-aarch64-static, or a printed SKIP when
 # the arm64 sysroot is absent. The machine is left as it was (trap), even on
 # failure. Ends with `deb-test: OK …` or `deb-test: FAIL …`.
@@ -48,6 +50,7 @@ cleanup() {
   local rc=$?
   set +e
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+  [ -s "$TMP/unit.pid" ] && kill "$(cat "$TMP/unit.pid")" 2>/dev/null
   if dpkg-query -W -f='${Status}' "$PKG" 2>/dev/null | grep -q "installed\|config-files\|half"; then
     dpkg --purge "$PKG" >/dev/null 2>&1 || echo "deb-test: cleanup: dpkg --purge $PKG failed" >&2
   fi
@@ -154,6 +157,20 @@ awk -v e="$exposure" -v m="$MAX_EXPOSURE" 'BEGIN { exit !(e <= m) }' || fail "ex
 rx_exposure=$(systemd-analyze security --offline=true "$TMP/braid-receiver@verify.service" 2>/dev/null \
   | sed -n 's/.*Overall exposure level for .*: \([0-9.]*\).*/\1/p')
 ok "systemd-analyze security --offline=true: braid-agent.service $exposure (<= $MAX_EXPOSURE), braid-receiver@ $rx_exposure"
+GUARD_LINE="ExecStartPre=-$STATE/bin/braid-agent.prev update-guard --config $CONF"
+grep -qxF "$GUARD_LINE" "$UNITDIR/braid-agent.service" || fail "braid-agent.service lacks '$GUARD_LINE'"
+# The guards need 4 starts of a crashing update (docs/protocol.md agent.update)
+# plus the start that installed it, within the start limit.
+burst=$(sed -n 's/^StartLimitBurst=//p' "$UNITDIR/braid-agent.service")
+[ "${burst:-5}" -ge 6 ] || fail "StartLimitBurst=$burst leaves no room for the update guard's 4 starts"
+# The exec of an update in /var/lib/braid under SystemCallFilter=@system-service
+# ~@privileged: execve is in @default (part of @system-service), not in @privileged.
+systemd-analyze syscall-filter @system-service | grep -qx '    @default' || fail "@system-service lacks @default"
+systemd-analyze syscall-filter @default | grep -qx '    execve' || fail "@default lacks execve"
+if systemd-analyze syscall-filter @privileged | grep -Eqx '    (execve|execveat|@default|@process)'; then
+  fail "~@privileged would deny execve"
+fi
+ok "unit: '$GUARD_LINE'; StartLimitBurst=${burst:-default}; execve allowed by its SystemCallFilter"
 [ -L /etc/systemd/system/multi-user.target.wants/braid-agent.service ] || fail "braid-agent.service not enabled"
 ok "braid-agent.service enabled"
 
@@ -172,6 +189,10 @@ install -m 0600 "$CONF" "$TMP/secret.conf"
 if as_braid braid-agent check-config --config "$TMP/secret.conf" >"$TMP/check2.out" 2>&1; then fail "read a 0600 root file"; fi
 grep -q "cannot read: Permission denied.*fix: make it readable" "$TMP/check2.out" || { cat "$TMP/check2.out"; fail "unreadable message"; }
 ok "check-config as braid: template -> line + fix; unreadable file -> fix"
+if as_braid touch /usr/bin/braid-agent.new 2>/dev/null; then rm -f /usr/bin/braid-agent.new; fail "user braid can write /usr/bin"; fi
+as_braid sh -c "umask 0077 && mkdir -p '$STATE/bin' && : >'$STATE/bin/.probe' && rm '$STATE/bin/.probe' && rmdir '$STATE/bin'" \
+  || fail "user braid cannot write $STATE/bin (where agent.update installs)"
+ok "user braid can write $STATE/bin, not /usr/bin"
 
 # --- a real stream with the installed agent and plugins ---------------------------------
 step "installed agent as user braid (CAP_NET_RAW only) streams to a devplane"
@@ -207,11 +228,113 @@ summary=$(grep '^demo:' "$TMP/devplane.out" | tail -n 1 || true)
 [ "$(stat -c '%U %a' "$STATE/credentials.json")" = "braid 600" ] || fail "credentials.json: $(stat -c '%U %a' "$STATE/credentials.json")"
 ok "stream through the installed plugins: $summary; credentials in $STATE (braid, 0600)"
 
-# --- upgrades keep the edited conffile and the state ---------------------------------------
+# --- agent.update of the installed agent -------------------------------------------------
+# The unit's own ExecStartPre and ExecStart lines, as user braid with only
+# CAP_NET_RAW (ambient), no_new_privs and UMask 0077, restarted on exit 75 like
+# Restart=always; the update is the installed binary with bytes appended (same
+# program, another SHA-256), served over https with a pinned certificate
+# ([update.tls]); a devplane sends agent.update.
+step "agent.update of the installed agent (the unit's ExecStartPre/ExecStart as braid)"
+wait_for() { # FILE PATTERN SECONDS
+  for _ in $(seq 1 $(($3 * 5))); do grep -q "$2" "$1" && return 0; sleep 0.2; done
+  return 1
+}
+unit_pre=$(sed -n 's/^ExecStartPre=-//p' "$UNITDIR/braid-agent.service")
+unit_start=$(sed -n 's/^ExecStart=//p' "$UNITDIR/braid-agent.service")
+mkdir -p "$TMP/www"
+cp /usr/bin/braid-agent "$TMP/www/braid-agent-next"
+printf '\nbraid-deb-test-update\n' >>"$TMP/www/braid-agent-next"
+next_sha=$(sha256sum "$TMP/www/braid-agent-next" | cut -d' ' -f1)
+usr_sha=$(sha256sum /usr/bin/braid-agent | cut -d' ' -f1)
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 -subj /CN=127.0.0.1 \
+  -keyout "$TMP/www.key" -out "$TMP/www.crt" >/dev/null 2>&1 || fail "openssl req"
+www_pin=$(openssl x509 -noout -fingerprint -sha256 -in "$TMP/www.crt" | cut -d= -f2)
+wport=$((25000 + RANDOM % 900))
+python3 - "$TMP/www" "$wport" "$TMP/www.crt" "$TMP/www.key" >"$TMP/www.log" 2>&1 <<'PY' &
+import functools, http.server, ssl, sys
+root, port, crt, key = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=root)
+httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(crt, key)
+httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+print("https: listening", flush=True)
+httpd.serve_forever()
+PY
+pids+=("$!")
+wait_for "$TMP/www.log" "https: listening" 30 || fail "the https server did not start: $(cat "$TMP/www.log")"
+# A new devplane (console on a fifo): it knows no sender, so the agent enrolls again.
+rm -f "$STATE/credentials.json"
+port2=$((20000 + RANDOM % 5000))
+mkfifo "$TMP/dp2.in"
+braid-agent devplane --listen "127.0.0.1:$port2" --token enr_debtest --pin-file "$TMP/pin2" \
+  --ports 26000-26998 <"$TMP/dp2.in" >"$TMP/dp2.out" 2>"$TMP/dp2.log" &
+pids+=("$!")
+exec 7>"$TMP/dp2.in"
+for _ in $(seq 1 200); do [ -s "$TMP/pin2" ] && break; sleep 0.1; done
+[ -s "$TMP/pin2" ] || fail "second devplane did not start: $(tail -n 5 "$TMP/dp2.log")"
+sed -i -e "s|^url = .*|url = \"wss://127.0.0.1:$port2/agent/ws\"|" \
+  -e "s|^pin_sha256 = .*|pin_sha256 = \"$(cat "$TMP/pin2")\"|" "$CONF"
+printf '\n[update.tls]\nmode = "pinned"\npin_sha256 = "%s"\n' "$www_pin" >>"$CONF"
+as_braid braid-agent check-config >/dev/null || fail "check-config with [update.tls]"
+(
+  umask 0077
+  for _ in 1 2 3 4 5 6; do
+    # ExecStartPre=-…: skipped when .prev is absent, its failure ignored.
+    if [ -e "${unit_pre%% *}" ]; then
+      # shellcheck disable=SC2086
+      setpriv --reuid=braid --regid=braid --init-groups --no-new-privs --inh-caps=-all,+net_raw \
+        --ambient-caps=-all,+net_raw --bounding-set=-all,+net_raw -- env HOME="$STATE" BRAID_LOG=info \
+        $unit_pre >>"$TMP/unit.log" 2>&1 || true
+    fi
+    # shellcheck disable=SC2086
+    setpriv --reuid=braid --regid=braid --init-groups --no-new-privs --inh-caps=-all,+net_raw \
+      --ambient-caps=-all,+net_raw --bounding-set=-all,+net_raw -- env HOME="$STATE" BRAID_LOG=info \
+      GST_REGISTRY="$TMP/run/registry.bin" XDG_CACHE_HOME="$TMP/run" $unit_start >>"$TMP/unit.log" 2>&1 &
+    echo "$!" >"$TMP/unit.pid"
+    rc=0
+    wait "$!" || rc=$?
+    echo "unit: main process exited $rc" >>"$TMP/unit.log"
+    [ "$rc" = 75 ] || break
+    sleep 1
+  done
+) &
+unit=$!
+pids+=("$unit")
+wait_for "$TMP/dp2.out" "enrolled" 60 || { tail -n 20 "$TMP/unit.log" "$TMP/dp2.log" >&2; fail "the unit's agent did not enroll"; }
+echo "update https://127.0.0.1:$wport/braid-agent-next $next_sha" >&7
+wait_for "$TMP/dp2.out" "agent.update.response" 120 || { tail -n 30 "$TMP/unit.log" >&2; fail "no answer to agent.update"; }
+grep "agent.update.response" "$TMP/dp2.out" | grep -q "\"success\":true" \
+  || fail "agent.update refused: $(grep "agent.update.response" "$TMP/dp2.out")"
+wait_for "$TMP/dp2.out" "Agent updated to" 90 \
+  || { tail -n 30 "$TMP/unit.log" "$TMP/dp2.out" "$TMP/www.log" >&2; fail "no 'Agent updated' event after agent.update"; }
+apid=$(cat "$TMP/unit.pid")
+[ "$(readlink "/proc/$apid/exe")" = "$STATE/bin/braid-agent" ] || fail "the running agent is $(readlink "/proc/$apid/exe"), not the update"
+grep -q "^CapAmb:.*0000000000002000$" "/proc/$apid/status" || fail "the update lost CAP_NET_RAW: $(grep ^Cap "/proc/$apid/status")"
+grep -q "^NoNewPrivs:.*1$" "/proc/$apid/status" || fail "no_new_privs not set on the update"
+[ "$(sha256sum "$STATE/bin/braid-agent" | cut -d' ' -f1)" = "$next_sha" ] || fail "$STATE/bin/braid-agent is not the update"
+[ "$(sha256sum "$STATE/bin/braid-agent.prev" | cut -d' ' -f1)" = "$usr_sha" ] || fail ".prev is not the packaged binary"
+[ "$(sha256sum /usr/bin/braid-agent | cut -d' ' -f1)" = "$usr_sha" ] || fail "/usr/bin/braid-agent changed"
+[ "$(stat -c '%U %a' "$STATE/bin")" = "braid 700" ] && [ "$(stat -c '%U %a' "$STATE/bin/braid-agent")" = "braid 700" ] \
+  || fail "update files: $(stat -c '%n %U %a' "$STATE/bin" "$STATE/bin/braid-agent")"
+[ ! -e "$STATE/updates/pending.json" ] || fail "the update marker is still there after the login"
+[ "$(grep -c "starting the installed update" "$TMP/unit.log")" = 1 ] || { cat "$TMP/unit.log"; fail "the launcher did not exec the update exactly once"; }
+ok "agent.update of the installed agent: $STATE/bin/braid-agent ($next_sha) exec'd by /usr/bin/braid-agent as braid (CAP_NET_RAW kept, no_new_privs), committed at login; /usr/bin untouched"
+kill -TERM "$apid"
+timeout 30 tail --pid="$unit" -f /dev/null || fail "the unit's agent did not stop on SIGTERM"
+rm -f "$TMP/unit.pid"
+echo quit >&7
+exec 7>&-
+cp -a "$STATE/bin" "$TMP/update-files"
+
+# --- upgrades keep the edited conffile and the state, and supersede a remote update --------
 step "upgrade over itself, then to revision 2"
 conf_sum=$(md5sum <"$CONF")
 "${APT[@]}" install --reinstall "./$DEB" >"$TMP/reinstall.log" 2>&1 || { cat "$TMP/reinstall.log"; fail "reinstall"; }
 [ "$(md5sum <"$CONF")" = "$conf_sum" ] || fail "reinstall changed the edited $CONF"
+[ ! -e "$STATE/bin/braid-agent" ] && [ ! -e "$STATE/bin/braid-agent.prev" ] && [ ! -e "$STATE/bin/braid-agent.base" ] \
+  || fail "reinstall left the remote update: $(ls -A "$STATE/bin")"
+cp -a "$TMP/update-files/." "$STATE/bin/"
 DEB_REVISION=2 DEB_FAST=1 bash scripts/deb.sh amd64 >"$TMP/deb2.log" 2>&1 || { cat "$TMP/deb2.log"; fail "building revision 2"; }
 DEB2=$(tail -n 1 "$TMP/deb2.log")
 "${APT[@]}" install "./$DEB2" >"$TMP/upgrade.log" 2>&1 || { cat "$TMP/upgrade.log"; fail "upgrade to $DEB2"; }
@@ -220,7 +343,8 @@ DEB2=$(tail -n 1 "$TMP/deb2.log")
 ls /etc/braid/agent.conf.dpkg-* >/dev/null 2>&1 && fail "upgrade left $(ls /etc/braid/agent.conf.dpkg-*)"
 [ "$(stat -c '%U:%G %a' "$CONF")" = "root:braid 640" ] || fail "$CONF after upgrade: $(stat -c '%U:%G %a' "$CONF")"
 [ -f "$STATE/credentials.json" ] || fail "upgrade lost $STATE/credentials.json"
-ok "reinstall and upgrade to $version-2 keep the edited $CONF (root:braid 0640) and $STATE"
+[ ! -e "$STATE/bin/braid-agent" ] || fail "upgrade to $version-2 left the remote update $STATE/bin/braid-agent"
+ok "reinstall and upgrade to $version-2 keep the edited $CONF (root:braid 0640) and $STATE, and supersede the remote update"
 rm -f "$DEB2"
 
 # --- remove, purge ---------------------------------------------------------------------------

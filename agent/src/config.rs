@@ -28,7 +28,7 @@
 //! [streams]
 //! source_lost_timeout_s = 600  # end a stream whose source stays lost (default: never)
 //! [update]
-//! binary_path = "/usr/bin/braid-agent"   # default: the running executable
+//! binary_path = "/var/lib/braid/bin/braid-agent"   # default: <state_dir>/bin/braid-agent
 //! max_size_mb = 256
 //! login_timeout_s = 120
 //! [update.tls]                          # default: as [control_plane.tls]
@@ -105,9 +105,13 @@ pub struct StreamsSection {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateConfig {
-    /// The binary to replace; its directory must be writable (the new binary is
-    /// written beside it and renamed over it; the previous one is kept as
-    /// `<binary_path>.prev`). Default: the running executable.
+    /// Where `agent.update` installs the new binary; its directory must be
+    /// writable (the new binary is written beside it and renamed over it; the
+    /// previous one is kept as `<binary_path>.prev`). Default
+    /// `<state_dir>/bin/braid-agent` (the hardened unit can write only its state
+    /// directory); `braid-agent run` from another path (the packaged
+    /// `/usr/bin/braid-agent`) execs it at start ([`crate::update::launch`]).
+    /// When it is the running executable itself, that file is replaced in place.
     #[serde(default)]
     pub binary_path: Option<PathBuf>,
     /// Largest download accepted, MiB (default 256).

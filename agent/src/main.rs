@@ -22,6 +22,9 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Run the agent: connect to the control plane and carry out its requests.
+    /// First, an update installed by `agent.update` under the state directory
+    /// (`[update] binary_path`) is started in this process's place (exec, same
+    /// arguments) unless it is superseded by a later package install.
     Run {
         /// TOML config file.
         #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
@@ -58,11 +61,22 @@ enum Cmd {
         #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
     },
-    /// Before the service starts (systemd `ExecStartPre=-<binary>.prev
-    /// update-guard`): count the starts of a freshly installed update and roll it
-    /// back after 3 starts without a login. Exits 0 unless the state is unreadable.
+    /// Before the service starts (systemd `ExecStartPre=-<binary_path>.prev
+    /// update-guard`, packaged: `/var/lib/braid/bin/braid-agent.prev`): count the
+    /// starts of a freshly installed update and roll it back after 3 starts
+    /// without a login. Exits 0 unless the config or the state is unreadable.
     UpdateGuard {
         /// TOML config file (for `agent.state_dir`).
+        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+    },
+    /// Delete the update `agent.update` installed (`[update] binary_path`, its
+    /// `.prev` and `.base`, a pending update marker) so that the packaged binary
+    /// runs: the package's postinst runs this after every install or upgrade
+    /// (a package install supersedes an earlier remote update).
+    #[command(hide = true)]
+    UpdateSupersede {
+        /// TOML config file (for `agent.state_dir`, `update.binary_path`).
         #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
     },
@@ -134,6 +148,9 @@ fn run(command: Cmd) -> anyhow::Result<u8> {
             config,
             wait_for_config,
         } => {
+            // A packaged install runs the update that agent.update put in the
+            // state directory: exec it (does not return) or say why not.
+            braid_agent::update::launch::launch(&config);
             let options = braid_agent::agent::RunOptions { wait_for_config };
             match runtime()?.block_on(braid_agent::agent::run_with(&config, options))? {
                 braid_agent::agent::Exit::Stopped => Ok(0),
@@ -156,9 +173,32 @@ fn run(command: Cmd) -> anyhow::Result<u8> {
             Ok(0)
         }
         Cmd::UpdateGuard { config } => {
-            let config = braid_agent::agent::load_config(&config)?;
-            let outcome = braid_agent::update::guard(&config.agent.state_dir)?;
+            // Only the state dir matters: read it leniently, so that the guard
+            // works with any config the new binary may trip over.
+            let paths = braid_agent::update::launch::Paths::read(
+                &config,
+                std::env::var_os(braid_agent::config::STATE_DIR_ENV).as_deref(),
+            )
+            .map_err(anyhow::Error::msg)?;
+            let outcome = braid_agent::update::guard(&paths.state_dir)?;
             tracing::info!(?outcome, "update-guard");
+            Ok(0)
+        }
+        Cmd::UpdateSupersede { config } => {
+            let paths = braid_agent::update::launch::Paths::read(
+                &config,
+                std::env::var_os(braid_agent::config::STATE_DIR_ENV).as_deref(),
+            )
+            .map_err(anyhow::Error::msg)?;
+            let had = paths.binary_path.exists();
+            braid_agent::update::launch::remove_superseded(&paths)
+                .map_err(|e| anyhow::anyhow!("removing {}: {e}", paths.binary_path.display()))?;
+            if had {
+                println!(
+                    "braid-agent: removed the remote update {} (superseded by the package)",
+                    paths.binary_path.display()
+                );
+            }
             Ok(0)
         }
         Cmd::Receive { config } => {

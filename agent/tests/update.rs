@@ -179,15 +179,20 @@ struct Supervisor {
 
 impl Supervisor {
     fn start(install: &Install) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let exits = Arc::new(Mutex::new(Vec::new()));
-        let log = Arc::new(Mutex::new(String::new()));
-        let (bin, prev, config, state) = (
+        Self::spawn(
             install.bin.clone(),
             install.prev(),
             install.config.clone(),
             install.state.clone(),
-        );
+        )
+    }
+
+    /// `ExecStartPre=-<prev> update-guard --config <config>`, `ExecStart=<bin>
+    /// run --config <config>`, `Restart=always`.
+    fn spawn(bin: PathBuf, prev: PathBuf, config: PathBuf, state: PathBuf) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let exits = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::new(Mutex::new(String::new()));
         let (s, e, l) = (stop.clone(), exits.clone(), log.clone());
         let thread = std::thread::spawn(move || {
             while !s.load(Ordering::SeqCst) {
@@ -196,6 +201,7 @@ impl Supervisor {
                         .args(["update-guard", "--config"])
                         .arg(&config)
                         .env("BRAID_STATE_DIR", &state)
+                        .env_remove("BRAID_LAUNCHER")
                         .output();
                     if let Ok(out) = out {
                         l.lock()
@@ -209,6 +215,7 @@ impl Supervisor {
                     .env("BRAID_STATE_DIR", &state)
                     .env("BRAID_LOG", "info,braid_agent=debug")
                     .env_remove("BRAID_ALLOW_INSECURE")
+                    .env_remove("BRAID_LAUNCHER")
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
                     .stderr(Stdio::piped())
@@ -645,4 +652,298 @@ async fn a_binary_that_cannot_log_in_rolls_itself_back() {
     let rolled = messages.last().unwrap();
     assert!(rolled.contains("did not log in within 6 s"), "{messages:?}");
     assert!(!install.marker().exists());
+}
+
+/// A packaged install as the .deb lays it out: the launcher `usr/bin/braid-agent`
+/// in a directory the agent must never write (0555; the hardened unit's
+/// `ProtectSystem=strict` makes /usr read-only), a config with no `[update]
+/// binary_path` (the packaged default `<state_dir>/bin/braid-agent` applies), and
+/// the state dir the unit's `StateDirectory=` provides.
+struct Packaged {
+    dir: tempfile::TempDir,
+    usr_bin: PathBuf,
+    config: PathBuf,
+    state: PathBuf,
+}
+
+impl Packaged {
+    fn new(plane: &TestPlane, login_timeout_s: u64) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let usr = dir.path().join("usr/bin");
+        std::fs::create_dir_all(&usr).unwrap();
+        let usr_bin = usr.join("braid-agent");
+        std::fs::copy(stripped_agent(), &usr_bin).unwrap();
+        std::fs::set_permissions(&usr_bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&usr, std::fs::Permissions::from_mode(0o555)).unwrap();
+        let config = write_config(
+            dir.path(),
+            &plane.url(),
+            &pinned(&plane.identity.pin),
+            Some("enr_p"),
+        );
+        let mut text = std::fs::read_to_string(&config).unwrap();
+        text.push_str(&format!(
+            "[update]\nmax_size_mb = 1024\nlogin_timeout_s = {login_timeout_s}\n"
+        ));
+        std::fs::write(&config, text).unwrap();
+        let state = dir.path().join("state");
+        Self {
+            dir,
+            usr_bin,
+            config,
+            state,
+        }
+    }
+
+    /// Where agent.update installs: `<state_dir>/bin/braid-agent`.
+    fn installed(&self) -> PathBuf {
+        self.state.join("bin/braid-agent")
+    }
+
+    fn installed_with(&self, suffix: &str) -> PathBuf {
+        PathBuf::from(format!("{}{suffix}", self.installed().display()))
+    }
+
+    /// The unit: guard from `<state_dir>/bin/braid-agent.prev`, start the launcher.
+    fn supervise(&self) -> Supervisor {
+        Supervisor::spawn(
+            self.usr_bin.clone(),
+            self.installed_with(".prev"),
+            self.config.clone(),
+            self.state.clone(),
+        )
+    }
+
+    /// Names and SHA-256 of what is in the launcher's directory.
+    fn usr_listing(&self) -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = std::fs::read_dir(self.usr_bin.parent().unwrap())
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.file_name().into_string().unwrap(), sha_file(&e.path()))
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// `dpkg -i` of another package: a new launcher file (rename over it).
+    fn upgrade_package(&self, bytes: &[u8]) {
+        let usr = self.usr_bin.parent().unwrap();
+        std::fs::set_permissions(usr, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let tmp = usr.join("braid-agent.dpkg-new");
+        std::fs::write(&tmp, bytes).unwrap();
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::rename(&tmp, &self.usr_bin).unwrap();
+        std::fs::set_permissions(usr, std::fs::Permissions::from_mode(0o555)).unwrap();
+    }
+}
+
+impl Drop for Packaged {
+    fn drop(&mut self) {
+        let _ = std::fs::set_permissions(
+            self.dir.path().join("usr/bin"),
+            std::fs::Permissions::from_mode(0o755),
+        );
+    }
+}
+
+/// Log in and wait for the first health report.
+async fn login(
+    plane: &mut TestPlane,
+    timeout: Duration,
+    sender: &str,
+    key: Option<&str>,
+) -> TestConn {
+    let mut conn = plane.accept(timeout).await;
+    conn.accept_login(sender, key, &session_token(sender)).await;
+    conn
+}
+
+#[tokio::test]
+async fn a_packaged_install_runs_its_update_from_the_state_dir_until_a_package_upgrade() {
+    let mut plane = TestPlane::start().await;
+    let pkg = Packaged::new(&plane, 60);
+    let usr_before = pkg.usr_listing();
+    let packaged_sha = sha_file(&pkg.usr_bin);
+    let sup = pkg.supervise();
+    let mut conn = login(&mut plane, T, "snd_p", Some("dk_p")).await;
+    conn.recv_type("health", T).await;
+    assert!(!pkg.installed().exists());
+
+    // 1. From the packaged binary: installed under the state dir, /usr untouched.
+    let one = rebuilt_agent("pkg-update-1");
+    let one_sha = sha_hex(&one);
+    let two = rebuilt_agent("pkg-update-2");
+    let two_sha = sha_hex(&two);
+    let (base, _server) = file_server(
+        &plane.identity,
+        HashMap::from([("/1".into(), one.clone()), ("/2".into(), two.clone())]),
+    )
+    .await;
+    let p = ask(
+        &mut conn,
+        "agent.update",
+        update_request(&format!("{base}/1"), &one_sha, true),
+        UPDATE_T,
+    )
+    .await;
+    assert_eq!(p["success"], json!(true), "{p}\n{}", sup.log());
+    assert_eq!(
+        pkg.usr_listing(),
+        usr_before,
+        "the packaged binary's directory is never written"
+    );
+    assert_eq!(sha_file(&pkg.installed()), one_sha);
+    assert_eq!(sha_file(&pkg.installed_with(".prev")), packaged_sha);
+    let base_rec: Value =
+        serde_json::from_slice(&std::fs::read(pkg.installed_with(".base")).unwrap()).unwrap();
+    assert_eq!(
+        base_rec["launcher_sha256"],
+        json!(packaged_sha),
+        "{base_rec}"
+    );
+    let mode = std::fs::metadata(pkg.state.join("bin"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700, "{mode:o}");
+
+    // The launcher execs it at the next start: it is on trial (its own path is the
+    // marker's binary_path) and commits at login.
+    let mut conn = login(&mut plane, Duration::from_secs(60), "snd_p", None).await;
+    let event = next_update_event(&mut conn).await;
+    assert!(
+        event["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Agent updated to")
+            && event["message"].as_str().unwrap().contains(&one_sha[..12]),
+        "{event}\n{}",
+        sup.log()
+    );
+    assert_eq!(sup.exits(), vec![Some(75)], "{}", sup.log());
+    let log = sup.log();
+    assert_eq!(
+        log.matches("starting the installed update").count(),
+        1,
+        "{log}"
+    );
+    assert_eq!(
+        log.matches("running as the installed update").count(),
+        1,
+        "{log}"
+    );
+    assert!(
+        !pkg.state.join("updates/pending.json").exists(),
+        "committed"
+    );
+
+    // 2. From the exec'd update: .prev is update 1, .base still names the package.
+    let p = ask(
+        &mut conn,
+        "agent.update",
+        update_request(&format!("{base}/2"), &two_sha, true),
+        UPDATE_T,
+    )
+    .await;
+    assert_eq!(p["success"], json!(true), "{p}\n{}", sup.log());
+    assert_eq!(sha_file(&pkg.installed()), two_sha);
+    assert_eq!(sha_file(&pkg.installed_with(".prev")), one_sha);
+    let base_rec: Value =
+        serde_json::from_slice(&std::fs::read(pkg.installed_with(".base")).unwrap()).unwrap();
+    assert_eq!(
+        base_rec["launcher_sha256"],
+        json!(packaged_sha),
+        "{base_rec}"
+    );
+    assert_eq!(
+        base_rec["launcher"],
+        json!(pkg.usr_bin.display().to_string()),
+        "{base_rec}"
+    );
+    let mut conn = login(&mut plane, Duration::from_secs(60), "snd_p", None).await;
+    let event = next_update_event(&mut conn).await;
+    assert!(
+        event["message"].as_str().unwrap().contains(&two_sha[..12]),
+        "{event}\n{}",
+        sup.log()
+    );
+    assert_eq!(sup.exits(), vec![Some(75), Some(75)], "{}", sup.log());
+    assert_eq!(pkg.usr_listing(), usr_before);
+    drop(conn);
+    drop(sup);
+
+    // 3. A package upgrade (new /usr/bin/braid-agent): the older remote update is
+    // superseded, never run, and its files are removed.
+    let upgraded = rebuilt_agent("package-0.2");
+    pkg.upgrade_package(&upgraded);
+    let sup = pkg.supervise();
+    let mut conn = login(&mut plane, Duration::from_secs(60), "snd_p", None).await;
+    conn.recv_type("health", T).await;
+    let log = sup.log();
+    assert!(log.contains("superseded by"), "{log}");
+    assert!(!log.contains("starting the installed update"), "{log}");
+    assert!(!log.contains("running as the installed update"), "{log}");
+    let left: Vec<_> = std::fs::read_dir(pkg.state.join("bin"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "stale update files left: {left:?}");
+    assert_eq!(sha_file(&pkg.usr_bin), sha_hex(&upgraded));
+}
+
+#[tokio::test]
+async fn a_packaged_install_rolls_a_crashing_update_back() {
+    let mut plane = TestPlane::start().await;
+    let pkg = Packaged::new(&plane, 60);
+    let usr_before = pkg.usr_listing();
+    let packaged_sha = sha_file(&pkg.usr_bin);
+    let sup = pkg.supervise();
+    let mut conn = login(&mut plane, T, "snd_r", Some("dk_r")).await;
+    conn.recv_type("health", T).await;
+
+    // Passes its preflight, exits 3 at every real start (the launcher execs it).
+    let script = Bytes::from_static(
+        b"#!/bin/sh\nif [ \"$1\" = preflight ]; then echo 'braid-agent preflight ok version=9.9.9'; exit 0; fi\necho \"crashing build, started as $0 with $*, launcher $BRAID_LAUNCHER\" >&2\nexit 3\n",
+    );
+    let sha = sha_hex(&script);
+    let (base, _server) =
+        file_server(&plane.identity, HashMap::from([("/b".into(), script)])).await;
+    let p = ask(
+        &mut conn,
+        "agent.update",
+        update_request(&format!("{base}/b"), &sha, true),
+        UPDATE_T,
+    )
+    .await;
+    assert_eq!(p["success"], json!(true), "{p}\n{}", sup.log());
+
+    // Three crashing starts (exec'd with the same arguments), then the guard run
+    // from <state_dir>/bin/braid-agent.prev restores it; the launcher execs the
+    // restored binary, which logs in and reports the rollback.
+    let mut conn = login(&mut plane, Duration::from_secs(90), "snd_r", None).await;
+    assert_eq!(
+        sup.exits(),
+        vec![Some(75), Some(3), Some(3), Some(3)],
+        "{}",
+        sup.log()
+    );
+    let log = sup.log();
+    let expected = format!(
+        "crashing build, started as {} with run --config {}, launcher {}",
+        pkg.installed().display(),
+        pkg.config.display(),
+        pkg.usr_bin.display()
+    );
+    assert_eq!(log.matches(&expected).count(), 3, "{log}");
+    assert_eq!(sha_file(&pkg.installed()), packaged_sha);
+    let event = next_update_event(&mut conn).await;
+    let message = event["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("Agent update rolled back:") && message.contains("3 starts"),
+        "{message}"
+    );
+    assert!(!pkg.state.join("updates/pending.json").exists());
+    assert_eq!(pkg.usr_listing(), usr_before);
 }

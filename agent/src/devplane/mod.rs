@@ -10,7 +10,7 @@
 //!   line per `stream.stats`, `stream.stop` after `--stream-duration-s`, then EOS,
 //!   `verify_ts` and one summary line `demo: OK …` / `demo: FAIL …`.
 //! - Without `--stream-duration-s`, streams are driven from stdin: `start`,
-//!   `stop`, `quit`.
+//!   `stop`, `quit`; `update URL SHA256` sends `agent.update` (restart after).
 
 pub mod auth;
 pub mod cert;
@@ -76,8 +76,17 @@ pub struct Options {
 }
 
 /// Console commands (one per stdin line).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
+    /// `update URL SHA256`: send `agent.update` (PROTOCOL.md §5) with
+    /// `restart_after: true` to the logged-in agent; the answer is printed as
+    /// `devplane: agent.update.response {payload}`.
+    Update {
+        /// `binary_url` (https).
+        url: String,
+        /// `sha256`, 64 hex digits.
+        sha256: String,
+    },
     /// Start a stream on the logged-in agent.
     Start,
     /// Stop the running stream.
@@ -109,7 +118,7 @@ pub async fn run(opts: Options) -> anyhow::Result<i32> {
     tokio::spawn(conn::accept_loop(listener, acceptor, events_tx.clone()));
     if opts.stream_duration_s.is_none() {
         tokio::spawn(console(events_tx.clone()));
-        println!("devplane: console ready: start | stop | quit");
+        println!("devplane: console ready: start | stop | update URL SHA256 | quit");
     }
     let ctrl_c = events_tx.clone();
     tokio::spawn(async move {
@@ -129,8 +138,23 @@ async fn console(events: mpsc::Sender<plane::PlaneEvent>) {
             "stop" => Command::Stop,
             "quit" | "exit" => Command::Quit,
             "" => continue,
+            update if update.starts_with("update ") => {
+                let words: Vec<&str> = update.split_whitespace().collect();
+                match words.as_slice() {
+                    ["update", url, sha256] => Command::Update {
+                        url: (*url).to_owned(),
+                        sha256: (*sha256).to_owned(),
+                    },
+                    _ => {
+                        println!("devplane: usage: update URL SHA256");
+                        continue;
+                    }
+                }
+            }
             other => {
-                println!("devplane: unknown command `{other}` (start | stop | quit)");
+                println!(
+                    "devplane: unknown command `{other}` (start | stop | update URL SHA256 | quit)"
+                );
                 continue;
             }
         };

@@ -143,6 +143,23 @@ impl Plane {
                     println!("devplane: no stream");
                 }
             }
+            Command::Update { url, sha256 } => match self.logged_in_sender() {
+                Some(sender) => {
+                    let update = braid_protocol::update::AgentUpdate {
+                        binary_url: url,
+                        sha256,
+                        restart_after: true,
+                    };
+                    match Envelope::new(&update) {
+                        Ok(env) if self.send_to(&sender, &env) => {
+                            println!("devplane: agent.update sent to {sender}")
+                        }
+                        Ok(_) => println!("devplane: {sender} is gone"),
+                        Err(e) => println!("devplane: agent.update: {e}"),
+                    }
+                }
+                None => println!("devplane: no agent logged in"),
+            },
             Command::Quit => {
                 if self.stream.is_some() {
                     self.finish_stream(Some("quit before the stream ended".into()))
@@ -220,6 +237,10 @@ impl Plane {
                 self.on_start_response(&env).await;
             }
             "device.status" | "health" => tracing::debug!("{}: {:?}", env.msg_type, env.payload),
+            "agent.update.response" => println!(
+                "devplane: agent.update.response {}",
+                serde_json::Value::Object(env.payload.clone())
+            ),
             "event" => println!(
                 "devplane: event {}",
                 serde_json::Value::Object(env.payload.clone())

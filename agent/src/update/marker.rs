@@ -2,8 +2,8 @@
 //! new binary has logged in (commit) or was rolled back.
 //!
 //! ```json
-//! {"version":1,"state":"pending","binary_path":"/usr/bin/braid-agent",
-//!  "prev_path":"/usr/bin/braid-agent.prev","new_sha256":"…","prev_sha256":"…",
+//! {"version":1,"state":"pending","binary_path":"/var/lib/braid/bin/braid-agent",
+//!  "prev_path":"/var/lib/braid/bin/braid-agent.prev","new_sha256":"…","prev_sha256":"…",
 //!  "from_version":"0.1.0","installed_at":"2026-02-14T10:30:00.123Z",
 //!  "agent_starts":0,"guard_starts":0}
 //! ```

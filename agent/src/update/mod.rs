@@ -5,15 +5,20 @@
 //!
 //! | path | what |
 //! |---|---|
-//! | `<binary_path>` | the agent binary (`[update] binary_path`, default the running executable) |
+//! | `<binary_path>` | the installed update (`[update] binary_path`, default `<state_dir>/bin/braid-agent`: the hardened unit can write only its state directory) |
 //! | `<binary_path>.new` | the download while it is checked; removed on any failure |
 //! | `<binary_path>.prev` | copy of the binary that installed the update (it was running and logged in: known good) |
+//! | `<binary_path>.base` | [`launch::Base`]: the packaged binary (launcher) this update supersedes |
 //! | `<state_dir>/updates/pending.json` | [`marker::Marker`] until the new binary logs in |
+//!
+//! The packaged `/usr/bin/braid-agent run` starts an installed update in its
+//! place ([`launch`]: exec, loop guard, superseded by a later package install).
 //!
 //! Order of an install ([`UpdateHandle::install`]): download `.new` over https
 //! (size-capped, hashed while streaming) → SHA-256 compared → `.new` run once as
 //! `braid-agent preflight` (must start, load the config and GStreamer) → `.prev`
-//! written → marker written → `rename(.new, binary_path)` → response. Until the
+//! written → `.base` written → marker written → `rename(.new, binary_path)` →
+//! response. Until the
 //! rename nothing the service runs has changed; a failure removes `.new` and the
 //! marker. With `restart_after` the agent then exits with [`RESTART_EXIT_CODE`]
 //! and systemd (`Restart=always`) starts the new binary.
@@ -25,14 +30,16 @@
 //! 2. the new binary at start: more than [`MAX_STARTS`] starts without a login
 //!    (crash loop after start-up) → roll back, exit;
 //! 3. `braid-agent update-guard`, run by the unit as
-//!    `ExecStartPre=-<binary_path>.prev update-guard` before every start: the
+//!    `ExecStartPre=-<binary_path>.prev update-guard` before every start
+//!    (packaged: `/var/lib/braid/bin/braid-agent.prev`): the
 //!    known-good binary counts the starts itself, so a new binary that cannot
 //!    even execute is rolled back after [`MAX_STARTS`] starts too.
 
+pub mod launch;
 pub mod marker;
 
 use std::io::{Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -64,7 +71,7 @@ pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// TCP + TLS connect limit of the download.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// `<binary>` + `suffix` in the same directory (`/usr/bin/braid-agent.prev`).
+/// `<binary>` + `suffix` in the same directory (`/var/lib/braid/bin/braid-agent.prev`).
 pub fn sibling(binary: &Path, suffix: &str) -> PathBuf {
     let mut name = binary.file_name().unwrap_or_default().to_owned();
     name.push(suffix);
@@ -126,7 +133,7 @@ fn sync_dir(file: &Path) -> std::io::Result<()> {
 }
 
 /// Whether `a` and `b` name the same file (same device and inode).
-fn same_file(a: &Path, b: &Path) -> bool {
+pub(crate) fn same_file(a: &Path, b: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
     match (std::fs::metadata(a), std::fs::metadata(b)) {
         (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
@@ -249,12 +256,7 @@ impl UpdateHandle {
     /// ([`UpdateHandle::restart_requested`] is then already set). Never fails:
     /// problems become events.
     pub fn startup(config: &Config, config_path: &Path, allow_insecure: bool) -> Self {
-        let binary_path = config
-            .update
-            .binary_path
-            .clone()
-            .or_else(|| std::env::current_exe().ok())
-            .unwrap_or_else(|| PathBuf::from("/usr/bin/braid-agent"));
+        let binary_path = launch::Paths::from_config(config).binary_path;
         let tls = crate::tls::client_config(config.update_tls(), allow_insecure)
             .map_err(|e| format!("update TLS settings: {e}"));
         let handle = Self {
@@ -488,6 +490,14 @@ impl UpdateHandle {
         let new_path = sibling(&binary, ".new");
         let prev_path = sibling(&binary, ".prev");
         tracing::info!(url = %req.binary_url, binary = %binary.display(), "agent.update: downloading");
+        if let Some(dir) = binary.parent().filter(|d| !d.as_os_str().is_empty()) {
+            // `<state_dir>/bin` on the first update of a packaged install.
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| internal(format!("cannot create {}: {e}", dir.display())))?;
+        }
 
         let (sha, size) = match download(&req.binary_url, &tls, &new_path, max_size).await {
             Ok(v) => v,
@@ -522,6 +532,11 @@ impl UpdateHandle {
             // its path was replaced since it started (an update installed
             // without restart).
             let prev_sha = copy_atomic(Path::new("/proc/self/exe"), &prev_path, 0o755)?;
+            // Which launcher (the binary the unit starts) this update supersedes:
+            // a package installed later wins (launch::decide).
+            if let Some(launcher) = launch::launcher_of_this_process() {
+                launch::write_base(&binary, &launcher)?;
+            }
             let m = Marker {
                 version: 1,
                 state: State::Pending,
