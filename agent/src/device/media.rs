@@ -17,8 +17,12 @@ use std::time::{Duration, SystemTime};
 
 use braid_protocol::device::SavedMedia;
 
-/// Longest the discoverer may look at one file.
-pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest the discoverer may look at one file (a busy sender's CPU makes even a
+/// small file slow to type).
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The error of a probe that ran out of time: not remembered, the next scan tries
+/// the file again.
+const TIMED_OUT: &str = "probe timed out";
 
 /// Outcome of probing one file version.
 type Probe = Result<u64, String>;
@@ -83,8 +87,10 @@ impl SavedMediaScanner {
                             MediaProbe::InProcess => probe(&path),
                             MediaProbe::Helper(exe) => probe_with_helper(exe, &path),
                         };
-                        // Without GStreamer nothing was learnt: ask again next time.
-                        if gst_ready() || matches!(self.how, MediaProbe::Helper(_)) {
+                        // Without GStreamer, or after a timeout (a busy moment), nothing
+                        // was learnt: ask again next time.
+                        let learnt = p.as_ref().err().is_none_or(|e| e != TIMED_OUT);
+                        if learnt && (gst_ready() || matches!(self.how, MediaProbe::Helper(_))) {
                             self.probes.insert(path.clone(), (mtime, size, p.clone()));
                         }
                         p
@@ -164,7 +170,7 @@ fn probe_with_helper(exe: &Path, path: &Path) -> Probe {
             _ => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err("probe timed out".to_owned());
+                return Err(TIMED_OUT.to_owned());
             }
         }
     }
@@ -206,7 +212,7 @@ fn probe(path: &Path) -> Probe {
     .map_err(|e| format!("discoverer: {e}"))?;
     match discoverer.discover_uri(&uri) {
         Ok(info) => match info.result() {
-            gst_pbutils::DiscovererResult::Timeout => Err("probe timed out".to_owned()),
+            gst_pbutils::DiscovererResult::Timeout => Err(TIMED_OUT.to_owned()),
             gst_pbutils::DiscovererResult::MissingPlugins => {
                 Err("cannot decode: a GStreamer plugin is missing".to_owned())
             }

@@ -9,8 +9,9 @@
 //! - Link states Probing / Live / Degraded / Down with hysteresis ([`crate::sched`]);
 //!   transitions come out of [`Sender::poll_transition`]. When a link goes Down, what
 //!   it carried since shortly before its last feedback is resent on the other links
-//!   (retransmission SSRC), and with `storm_enabled` every original is also copied on
-//!   all usable links for `storm_duration`.
+//!   (retransmission SSRC), and with `storm_enabled` for `storm_duration` every
+//!   original is also copied on each usable link that has spare capacity (its pacing
+//!   clock allows a packet now); copies are paced like originals.
 //! - `critical_broadcast`: payloads with PAT, PMT or key-frame packets
 //!   ([`crate::critical`]) go on every usable link. `redundancy_enabled`: a share of the
 //!   spare capacity carries copies of originals on idle links.
@@ -639,13 +640,26 @@ impl Sender {
         self.payload_octets += p.payload.len() as u64;
         self.last_rtp = Some((p.rtp_timestamp, now));
 
-        // Copies on other links: critical broadcast and storm on every usable link,
-        // redundancy on one idle link while the budget lasts.
+        // Copies on other links: critical broadcast on every usable link, storm on
+        // the usable links with spare capacity, redundancy on one idle link while
+        // the budget lasts.
         let storm = self.storm_until.is_some_and(|t| now < t);
-        let copies: Vec<LinkId> = if p.critical || storm {
+        let copies: Vec<LinkId> = if p.critical {
             self.links
                 .iter()
                 .filter(|(&id, l)| id != link && l.est.usable())
+                .map(|(&id, _)| id)
+                .collect()
+        } else if storm {
+            // Storm copies use the spare capacity of the other links only: copying
+            // every original onto links that already carry their share (the dead
+            // link's share included) overflows their queues and loses more than
+            // it protects (B2 in docs/benchmarks.md).
+            self.links
+                .iter()
+                .filter(|(&id, l)| {
+                    id != link && l.est.usable() && l.est.next_free <= now + PACING_SLACK
+                })
                 .map(|(&id, _)| id)
                 .collect()
         } else if self.sched.redundancy_enabled && self.dup_credit >= datagram.len() as f64 {
@@ -662,8 +676,7 @@ impl Sender {
             if let Some(l) = self.links.get_mut(&id) {
                 l.stats.duplicated_packets += 1;
                 l.stats.sent_bytes += datagram.len() as u64;
-                // Storm copies are not paced: they ride on top for a short time.
-                l.est.on_sent(datagram.len(), false, !storm, now);
+                l.est.on_sent(datagram.len(), false, true, now);
             }
             if !p.critical && !storm {
                 self.dup_credit -= datagram.len() as f64;

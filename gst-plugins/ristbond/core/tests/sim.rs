@@ -44,8 +44,13 @@ const TAIL: u32 = 20;
 struct LinkModel {
     /// One-way delay, ms.
     delay_ms: u64,
-    /// Extra uniform delay in [0, jitter_ms] (µs resolution) per datagram; reorders.
+    /// Extra uniform delay in [0, jitter_ms] (µs resolution) per datagram; reorders
+    /// unless `fifo`.
     jitter_ms: u64,
+    /// Jitter without reordering: a datagram never overtakes the one before it in
+    /// the same direction of the link (as a radio link's in-order delivery, and the
+    /// benchmark's link emulator).
+    fifo: bool,
     /// Loss probability per datagram, both directions.
     loss: f64,
     /// Uplink capacity (sender → receiver, RTP and RTCP share it), bit/s; 0 = unlimited.
@@ -164,6 +169,8 @@ fn run(s: &Scenario) -> Outcome {
     }
     // Uplink queue of each link: when it is free again.
     let mut busy_until = vec![t0; s.links.len()];
+    // Last delivery time per link and direction (FIFO jitter).
+    let mut last_arrival = vec![[t0; 2]; s.links.len()];
 
     let mut heap = BinaryHeap::new();
     let mut order = 0u64;
@@ -253,8 +260,14 @@ fn run(s: &Scenario) -> Outcome {
                 continue;
             }
             let jitter = Duration::from_micros((rng.unit() * m.jitter_ms as f64 * 1000.0) as u64);
+            let mut at = depart + Duration::from_millis(m.delay_ms) + jitter;
+            if m.fifo {
+                let last = &mut last_arrival[x.link as usize][usize::from(dest == Dest::Sender)];
+                at = at.max(*last);
+                *last = at;
+            }
             heap.push(Event {
-                at: depart + Duration::from_millis(m.delay_ms) + jitter,
+                at,
                 order,
                 dest,
                 t: x,
@@ -695,6 +708,44 @@ fn jittery_lossy_links_lose_nothing_at_4_mbps() {
     assert_eq!(o.sender.packets_dropped_deadline, 0, "deadline drops");
     for l in &o.sender.links {
         assert_eq!(l.state, LinkState::Live, "link {}", l.id);
+        assert!(
+            l.capacity_bps >= 2_500_000,
+            "link {} estimate {}",
+            l.id,
+            l.capacity_bps
+        );
+    }
+}
+
+/// B4 as the benchmark's emulator makes it: the same jitter without reordering
+/// (FIFO), so most packets wait behind a late one and the RTT sits well above its
+/// rare minimum. That offset is not a queue: nothing should be lost or dropped.
+/// Known miss (docs/benchmarks.md B4): the more the sender sends, the more packets
+/// wait behind a late one, so the RTT rises with the rate as a queue's would and
+/// the delay-based estimate collapses (0.1-0.2 Mbit/s per link, ~40 % dropped at
+/// the deadline). Kept as the reproduction for the fix.
+#[test]
+#[ignore = "known miss: in-order jitter reads as a queue (B4)"]
+fn fifo_jitter_is_not_a_queue() {
+    let links = (0..2)
+        .map(|_| LinkModel {
+            delay_ms: 15,
+            jitter_ms: 60,
+            fifo: true,
+            loss: 0.05,
+            rate_bps: 5e6,
+            queue_ms: 300,
+            ..LinkModel::default()
+        })
+        .collect();
+    let mut s = cbr(links, 4e6, 30, 1000);
+    s.scheduler = SchedulerConfig::default();
+    s.seed = 0x5EED_F1F0;
+    let o = run(&s);
+    report("b4-fifo", &s, &o);
+    assert_eq!(o.lost, 0, "residual loss");
+    assert_eq!(o.sender.packets_dropped_deadline, 0, "deadline drops");
+    for l in &o.sender.links {
         assert!(
             l.capacity_bps >= 2_500_000,
             "link {} estimate {}",
