@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use braid_agent::device::media::{MediaProbe, SavedMediaScanner};
+use braid_protocol::device::SavedMedia;
 use gst::prelude::*;
 
 /// Encode `seconds` of test pattern into an MP4 at `path`.
@@ -28,6 +29,22 @@ fn make_mp4(path: &std::path::Path, seconds: u32) {
     pipeline.set_state(gst::State::Null).unwrap();
 }
 
+/// Scan until no probe timed out (at most 3 scans): a timeout is not remembered
+/// (the next scan tries the file again), and a loaded machine can time out once.
+fn scan_settled(scanner: &mut SavedMediaScanner, dir: &std::path::Path) -> Vec<SavedMedia> {
+    let mut list = scanner.scan(dir);
+    for _ in 0..2 {
+        if !list
+            .iter()
+            .any(|m| m.error.as_deref() == Some("probe timed out"))
+        {
+            break;
+        }
+        list = scanner.scan(dir);
+    }
+    list
+}
+
 #[test]
 fn durations_and_per_file_errors() {
     braid_agent::media::init().unwrap();
@@ -41,7 +58,7 @@ fn durations_and_per_file_errors() {
 
     let mut scanner = SavedMediaScanner::default();
     let t0 = std::time::Instant::now();
-    let list = scanner.scan(dir.path());
+    let list = scan_settled(&mut scanner, dir.path());
     let names: Vec<_> = list.iter().map(|m| m.name.as_str()).collect();
     assert_eq!(names, ["clip.mp4", "cut.mp4", "notes.txt"]);
 
@@ -61,7 +78,7 @@ fn durations_and_per_file_errors() {
         Some("not a media file"),
         "{notes:?}"
     );
-    assert!(t0.elapsed() < Duration::from_secs(30));
+    assert!(t0.elapsed() < Duration::from_secs(60));
 
     // Probes are remembered per file version: a second scan gives the same.
     assert_eq!(scanner.scan(dir.path()), list);
@@ -69,5 +86,5 @@ fn durations_and_per_file_errors() {
     // The agent's way: the same answers from `braid-agent probe-media` helpers.
     let exe = std::path::PathBuf::from(env!("CARGO_BIN_EXE_braid-agent"));
     let mut helper = SavedMediaScanner::new(MediaProbe::Helper(exe));
-    assert_eq!(helper.scan(dir.path()), list);
+    assert_eq!(scan_settled(&mut helper, dir.path()), list);
 }

@@ -719,13 +719,11 @@ fn jittery_lossy_links_lose_nothing_at_4_mbps() {
 
 /// B4 as the benchmark's emulator makes it: the same jitter without reordering
 /// (FIFO), so most packets wait behind a late one and the RTT sits well above its
-/// rare minimum. That offset is not a queue: nothing should be lost or dropped.
-/// Known miss (docs/benchmarks.md B4): the more the sender sends, the more packets
-/// wait behind a late one, so the RTT rises with the rate as a queue's would and
-/// the delay-based estimate collapses (0.1-0.2 Mbit/s per link, ~40 % dropped at
-/// the deadline). Kept as the reproduction for the fix.
+/// rare minimum. That offset is not a queue: nothing is lost or dropped. (The more
+/// the sender sends, the more packets wait behind a late one, so the RTT rises with
+/// the rate as a queue's would; before the jitter offset of `sched` the estimate
+/// collapsed to 0.1-0.2 Mbit/s per link and ~40 % was dropped at the deadline.)
 #[test]
-#[ignore = "known miss: in-order jitter reads as a queue (B4)"]
 fn fifo_jitter_is_not_a_queue() {
     let links = (0..2)
         .map(|_| LinkModel {
