@@ -21,12 +21,7 @@
 //!   1 + the growth rate over the last 300 ms; at most −70 % in slow start, −40 %
 //!   otherwise). One decrease per episode: the next needs a round trip plus 100 ms
 //!   and a queue still growing, or 600 ms more. Between the thresholds the rate is
-//!   held. Three decreases in a row that do not shrink the delay (by 20 %) mean it
-//!   is not a queue but in-order jitter (packets waiting behind a late one, more of
-//!   them the more one sends): up to 100 ms of it is taken as an offset subtracted
-//!   from the queueing delay (following the delay down at once, wearing off by
-//!   5 ms/s), and the rate those decreases took is given back. Below
-//!   `max(15 ms, min_rtt / 5)`, when the link is the constraint (it
+//!   held. Below `max(15 ms, min_rtt / 5)`, when the link is the constraint (it
 //!   carried ≥ 75 % of its rate, or originals wait in the pacing queue), a Live link
 //!   grows (a lower gate lets unused links inflate their estimates, and the shares go
 //!   wrong when the input rises: twice the deadline drops at 85 % load in the sim): ×1.25 per sample in slow start (until the first queue), +5 %
@@ -159,12 +154,6 @@ const MIN_RTT_WINDOW: Duration = Duration::from_secs(30);
 const DEGRADED_SHARE: f64 = 0.25;
 /// RTT samples kept for the jitter filter (the queueing delay is their minimum).
 const RTT_FILTER: usize = 4;
-/// Largest delay offset that may be taken for in-order jitter: a queue that three
-/// decreases in a row do not shrink, up to this deep, is the link's jitter (packets
-/// waiting behind a late one; the more one sends, the more wait), not congestion.
-const JITTER_OFFSET_CAP: Duration = Duration::from_millis(100);
-/// Decreases in a row without relief before the delay is taken for jitter.
-const FRUITLESS_DECREASES: u32 = 3;
 /// After a decrease, how long a draining queue is left alone (beyond one RTT).
 const DRAIN_WAIT: Duration = Duration::from_millis(600);
 /// Window over which the queue's growth rate is measured.
@@ -187,13 +176,6 @@ pub(crate) struct LinkEstimator {
     qdelay_history: VecDeque<(Instant, Duration)>,
     /// Rate just before the last decrease, bps (the level the link last held).
     last_max_bps: f64,
-    /// Delay above the base RTT that decreases did not remove: in-order jitter, not
-    /// a queue (see [`JITTER_OFFSET_CAP`]). Subtracted from the queueing delay.
-    jitter_offset: Duration,
-    /// Decreases in a row that brought no relief, and the queueing delay and rate
-    /// at the first of them.
-    fruitless: u32,
-    fruitless_from: Option<(Duration, f64)>,
     /// Per-second minima over [`MIN_RTT_WINDOW`]: (bucket start, min).
     rtt_minima: VecDeque<(Instant, Duration)>,
     /// Attributed loss, EWMA (0..=1).
@@ -232,9 +214,6 @@ impl LinkEstimator {
             recent_rtt: VecDeque::new(),
             qdelay_history: VecDeque::new(),
             last_max_bps: 0.0,
-            jitter_offset: Duration::ZERO,
-            fruitless: 0,
-            fruitless_from: None,
             rtt_minima: VecDeque::new(),
             loss: 0.0,
             loss_sent: 0,
@@ -395,20 +374,11 @@ impl LinkEstimator {
         self.tx_rate_bps = self.tx_bytes as f64 * 8.0 / elapsed.as_secs_f64();
         self.tx_bytes = 0;
         self.tx_since = now;
-        self.jitter_offset = self
-            .jitter_offset
-            .saturating_sub(elapsed.mul_f64(0.005).min(Duration::from_millis(5)));
         let (Some(min_rtt), Some(&filtered)) = (self.min_rtt(), self.recent_rtt.iter().min())
         else {
             return;
         };
-        let raw_qdelay = filtered.saturating_sub(min_rtt);
-        // The jitter offset follows the delay down at once (less jitter now) and
-        // wears off by 5 ms per second, so a real standing queue cannot hide in it.
-        if raw_qdelay < self.jitter_offset {
-            self.jitter_offset = raw_qdelay;
-        }
-        let qdelay = raw_qdelay.saturating_sub(self.jitter_offset);
+        let qdelay = filtered.saturating_sub(min_rtt);
         let high = (min_rtt / 2).max(Duration::from_millis(40));
         let low = (min_rtt / 5).max(Duration::from_millis(15));
         let held = self.hold_rate_until.is_some_and(|t| now < t);
@@ -450,28 +420,6 @@ impl LinkEstimator {
                 } else {
                     0.85
                 };
-                // Did the previous decreases help? A queue drains after one; delay
-                // that stays as deep through several is jitter.
-                match self.fruitless_from {
-                    Some((q0, _)) if qdelay.as_secs_f64() >= 0.8 * q0.as_secs_f64() => {
-                        self.fruitless += 1;
-                    }
-                    _ => {
-                        self.fruitless = 0;
-                        self.fruitless_from = Some((qdelay, self.rate_bps));
-                    }
-                }
-                if self.fruitless + 1 >= FRUITLESS_DECREASES && raw_qdelay <= JITTER_OFFSET_CAP {
-                    // Take the offset for jitter and give back what the fruitless
-                    // decreases took.
-                    self.jitter_offset = raw_qdelay;
-                    if let Some((_, rate)) = self.fruitless_from.take() {
-                        self.rate_bps = rate.max(self.rate_bps);
-                    }
-                    self.fruitless = 0;
-                    self.last_decrease = Some(now);
-                    return;
-                }
                 // The level to come back to quickly: what the link really carried.
                 self.last_max_bps = capacity.min(self.rate_bps);
                 self.rate_bps = (self.rate_bps * factor).max(cfg.min_rate_bps);
@@ -586,9 +534,6 @@ impl LinkEstimator {
             self.qdelay_history.clear();
             self.srtt = None;
             self.last_max_bps = 0.0;
-            self.jitter_offset = Duration::ZERO;
-            self.fruitless = 0;
-            self.fruitless_from = None;
         }
         if next == LinkState::Degraded || next == LinkState::Live {
             self.healthy_since = None;
