@@ -41,12 +41,6 @@ pub enum Exit {
     Restart,
 }
 
-/// Load the config file, apply the environment and `<state_dir>/remote-config.toml`
-/// (keys set by `config.set`). Errors: the file or the overrides are invalid.
-pub fn load_config(config_path: &Path) -> anyhow::Result<crate::config::Config> {
-    Ok(service::check(config_path)?.config)
-}
-
 /// `braid-agent preflight`: what a freshly downloaded binary must pass before
 /// `agent.update` installs it: the config loads, GStreamer initialises and our
 /// elements are registered. Prints [`crate::update::PREFLIGHT_OK`] on success.

@@ -23,10 +23,11 @@
 //!   and a queue still growing, or 600 ms more. Between the thresholds the rate is
 //!   held. Below `max(15 ms, min_rtt / 5)`, when the link is the constraint (it
 //!   carried ≥ 75 % of its rate, or originals wait in the pacing queue), a Live link
-//!   grows (a lower gate lets unused links inflate their estimates, and the shares go
-//!   wrong when the input rises: twice the deadline drops at 85 % load in the sim): ×1.25 per sample in slow start (until the first queue), +5 %
-//!   per 100 ms back up to the capacity measured at the last decrease, then +1 % per
-//!   100 ms (+2 % with a backlog) to probe beyond it.
+//!   grows: ×1.25 per sample in slow start (until the first queue), +5 % per 100 ms
+//!   back up to the capacity measured at the last decrease, then +1 % per 100 ms
+//!   (+2 % with a backlog) to probe beyond it. (A lower gate lets unused links
+//!   inflate their estimates, and the shares go wrong when the input rises: twice
+//!   the deadline drops at 85 % load in the sim.)
 //! - **States**: `Probing` (no feedback yet, or recovering), `Live`, `Degraded` (loss
 //!   above `failover_loss_rate` or smoothed RTT above `failover_rtt`), `Down` (no
 //!   RTCP for `max(250 ms, 2.5 × the usual RTCP gap)`, at most 2 s). Degraded → Live
@@ -174,7 +175,8 @@ pub(crate) struct LinkEstimator {
     recent_rtt: VecDeque<Duration>,
     /// Filtered queueing delay samples over [`GROWTH_WINDOW`]: (when, delay).
     qdelay_history: VecDeque<(Instant, Duration)>,
-    /// Rate just before the last decrease, bps (the level the link last held).
+    /// Capacity measured at the last decrease (or the highest rate reached since),
+    /// bps: the level the rate climbs back to quickly.
     last_max_bps: f64,
     /// Per-second minima over [`MIN_RTT_WINDOW`]: (bucket start, min).
     rtt_minima: VecDeque<(Instant, Duration)>,
@@ -299,15 +301,12 @@ impl LinkEstimator {
         self.last_heard = Some(now);
     }
 
-    /// Bytes put on the wire on this link (originals, repairs, duplicates); `paced`
-    /// advances the pacing clock by their transmission time at the link's rate.
-    pub(crate) fn on_sent(&mut self, bytes: usize, original: bool, paced: bool, now: Instant) {
+    /// Bytes put on the wire on this link (originals, repairs, duplicates): counted,
+    /// and the pacing clock advanced by their transmission time at the link's rate.
+    pub(crate) fn on_sent(&mut self, bytes: usize, original: bool, now: Instant) {
         self.tx_bytes += bytes as u64;
         if original {
             self.loss_sent += 1;
-        }
-        if !paced {
-            return;
         }
         // Not usable (Down, recovering) yet sent on: blind mode or a repair; pace at
         // the last estimate.
@@ -325,7 +324,8 @@ impl LinkEstimator {
         self.loss_lost += 1;
     }
 
-    /// Keep rates from being lowered until `until` (storm duplicates).
+    /// Keep rates from being lowered until `until` (a storm: the failover resend and
+    /// the storm copies load the links left for a short time).
     pub(crate) fn hold_rate(&mut self, until: Instant) {
         self.hold_rate_until = Some(self.hold_rate_until.map_or(until, |t| t.max(until)));
     }
@@ -410,8 +410,8 @@ impl LinkEstimator {
             });
             if settled && !held {
                 // Mild overshoot: back off 15 %. The first queue after slow start, or
-                // a deep one (capacity fell): go to the capacity the queue's growth
-                // reveals, at most halving per step.
+                // a deep one (capacity fell): go to 0.9 × the capacity the queue's
+                // growth reveals, by at most −70 % (slow start) or −40 % per step.
                 let capacity = self.tx_rate_bps.max(1.0) / (1.0 + growth.max(0.0));
                 let factor = if self.slow_start {
                     (capacity / self.rate_bps * 0.9).clamp(0.3, 0.85)
@@ -454,7 +454,7 @@ impl LinkEstimator {
 
     /// Run the state machine; returns the transition if the state changed.
     pub(crate) fn tick(&mut self, cfg: &SchedulerConfig, now: Instant) -> Option<LinkTransition> {
-        // Loss EWMA over ~100 ms windows with enough packets.
+        // Loss EWMA over windows of ≥ 250 ms with enough packets.
         if now.saturating_duration_since(self.loss_since) >= Duration::from_millis(250)
             && self.loss_sent >= 50
         {

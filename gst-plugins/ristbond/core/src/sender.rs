@@ -634,7 +634,7 @@ impl Sender {
         if let Some(l) = self.links.get_mut(&link) {
             l.stats.sent_packets += 1;
             l.stats.sent_bytes += datagram.len() as u64;
-            l.est.on_sent(datagram.len(), true, true, now);
+            l.est.on_sent(datagram.len(), true, now);
         }
         self.packets_sent += 1;
         self.payload_octets += p.payload.len() as u64;
@@ -676,7 +676,7 @@ impl Sender {
             if let Some(l) = self.links.get_mut(&id) {
                 l.stats.duplicated_packets += 1;
                 l.stats.sent_bytes += datagram.len() as u64;
-                l.est.on_sent(datagram.len(), false, true, now);
+                l.est.on_sent(datagram.len(), false, now);
             }
             if !p.critical && !storm {
                 self.dup_credit -= datagram.len() as f64;
@@ -739,7 +739,7 @@ impl Sender {
             if let Some(l) = self.links.get_mut(&target) {
                 l.stats.retransmitted_packets += 1;
                 l.stats.sent_bytes += data.len() as u64;
-                l.est.on_sent(data.len(), false, true, now);
+                l.est.on_sent(data.len(), false, now);
             }
             self.packets_retransmitted += 1;
             self.packets_resent_failover += 1;
@@ -841,7 +841,7 @@ impl Sender {
         if let Some(l) = self.links.get_mut(&target) {
             l.stats.retransmitted_packets += 1;
             l.stats.sent_bytes += data.len() as u64;
-            l.est.on_sent(data.len(), false, true, now);
+            l.est.on_sent(data.len(), false, now);
         }
         self.packets_retransmitted += 1;
         self.queue.push_back(Transmit {
