@@ -242,6 +242,14 @@ pub struct Receiver {
 }
 
 impl Receiver {
+    /// Anchor the NTP wall clock of RTCP timestamps (SR NTP time, LSR/DLSR, RIST
+    /// echo): `now` is `since_unix` after the Unix epoch. By default the Receiver reads
+    /// the system clock once when it is made; a deterministic simulation sets it
+    /// (RFC 3550 §4: only differences of these timestamps matter to the peer).
+    pub fn anchor_wall_clock(&mut self, now: Instant, since_unix: Duration) {
+        self.clock = NtpClock::anchored(now, since_unix);
+    }
+
     /// A receiver with no links yet.
     pub fn new(config: ReceiverConfig, now: Instant) -> Self {
         Self {

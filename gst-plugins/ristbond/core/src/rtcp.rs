@@ -564,6 +564,12 @@ impl NtpClock {
         let since_unix = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
+        Self::anchored(now, since_unix)
+    }
+
+    /// A clock whose instant `now` is `since_unix` after the Unix epoch (a caller
+    /// that reads the wall clock itself, or a deterministic simulation).
+    pub(crate) fn anchored(now: Instant, since_unix: Duration) -> Self {
         Self {
             base: now,
             base_ntp: duration_to_ntp(since_unix + Duration::from_secs(NTP_UNIX_OFFSET_S)),

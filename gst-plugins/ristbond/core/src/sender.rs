@@ -192,6 +192,14 @@ pub struct Sender {
 }
 
 impl Sender {
+    /// Anchor the NTP wall clock of RTCP timestamps (SR NTP time, LSR/DLSR, RIST
+    /// echo): `now` is `since_unix` after the Unix epoch. By default the Sender reads
+    /// the system clock once when it is made; a deterministic simulation sets it
+    /// (RFC 3550 §4: only differences of these timestamps matter to the peer).
+    pub fn anchor_wall_clock(&mut self, now: Instant, since_unix: Duration) {
+        self.clock = NtpClock::anchored(now, since_unix);
+    }
+
     /// A sender with no links yet and the default [`SchedulerConfig`]. An odd
     /// `config.ssrc` has its LSB cleared (the LSB marks retransmissions). The first
     /// sequence number is 0.

@@ -162,6 +162,11 @@ fn run(s: &Scenario) -> Outcome {
         },
         t0,
     );
+    // A fixed wall clock: RTT samples from LSR/DLSR are quantised to 1/65536 s from
+    // it, so a clock read from the system would make every run different.
+    let wall = Duration::from_secs(1_800_000_000);
+    tx.anchor_wall_clock(t0, wall);
+    rx.anchor_wall_clock(t0, wall);
     tx.set_scheduler(s.scheduler.clone());
     for i in 0..s.links.len() {
         tx.add_link(i as LinkId, t0);
