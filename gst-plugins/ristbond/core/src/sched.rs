@@ -14,14 +14,19 @@
 //! - **Capacity** (pacing rate) per link, delay-based: queueing delay = the smallest
 //!   of the last 4 RTT samples (about 400 ms at the 100 ms RTCP interval; a jittery
 //!   radio link rarely has 4 high samples in a row) minus the windowed minimum RTT
-//!   (30 s, so a standing queue does not become the new base). Above
-//!   `max(40 ms, min_rtt / 2)` the link is over capacity: the rate drops by 15 %; the
-//!   first queue after slow start, or one deeper than twice the threshold, takes the
+//!   (30 s, so a standing queue does not become the new base). Both thresholds
+//!   below carry a jitter allowance J = 1.5 × the mean curvature of the RTT
+//!   (|rtt[i] − 2·rtt[i−1] + rtt[i−2]|, EWMA 1/16): radio jitter that keeps packets in
+//!   order raises the filtered RTT with the packet rate just as a queue does, but it
+//!   comes and goes from one sample to the next, while a queue growing or draining
+//!   at a steady rate has no curvature. Above `max(40 ms, min_rtt / 2) + J` the link
+//!   is over capacity: the rate drops by 15 %; the first queue after slow start, or
+//!   one deeper than twice the threshold (without J), takes the
 //!   rate to 0.9 × the capacity the queue's growth reveals (what was sent divided by
 //!   1 + the growth rate over the last 300 ms; at most −70 % in slow start, −40 %
 //!   otherwise). One decrease per episode: the next needs a round trip plus 100 ms
 //!   and a queue still growing, or 600 ms more. Between the thresholds the rate is
-//!   held. Below `max(15 ms, min_rtt / 5)`, when the link is the constraint (it
+//!   held. Below `max(15 ms, min_rtt / 5) + J`, when the link is the constraint (it
 //!   carried ≥ 75 % of its rate, or originals wait in the pacing queue), a Live link
 //!   grows: ×1.25 per sample in slow start (until the first queue), +5 % per 100 ms
 //!   back up to the capacity measured at the last decrease, then +1 % per 100 ms
@@ -160,6 +165,10 @@ const DRAIN_WAIT: Duration = Duration::from_millis(600);
 /// Window over which the queue's growth rate is measured.
 const GROWTH_WINDOW: Duration = Duration::from_millis(300);
 
+/// Jitter allowance added to the queueing-delay thresholds, in units of the RTT's
+/// mean curvature.
+const JITTER_ALLOWANCE: f64 = 1.5;
+
 /// Estimates and pacing clock of one link.
 #[derive(Debug, Clone)]
 pub(crate) struct LinkEstimator {
@@ -173,6 +182,9 @@ pub(crate) struct LinkEstimator {
     rtcp_gap: Option<Duration>,
     srtt: Option<Duration>,
     recent_rtt: VecDeque<Duration>,
+    /// EWMA of the RTT's curvature |rtt[i] − 2·rtt[i−1] + rtt[i−2]|, s: jitter that a
+    /// queue growing or draining at a steady rate does not add to.
+    rtt_curvature: f64,
     /// Filtered queueing delay samples over [`GROWTH_WINDOW`]: (when, delay).
     qdelay_history: VecDeque<(Instant, Duration)>,
     /// Capacity measured at the last decrease (or the highest rate reached since),
@@ -214,6 +226,7 @@ impl LinkEstimator {
             rtcp_gap: None,
             srtt: None,
             recent_rtt: VecDeque::new(),
+            rtt_curvature: 0.0,
             qdelay_history: VecDeque::new(),
             last_max_bps: 0.0,
             rtt_minima: VecDeque::new(),
@@ -344,6 +357,10 @@ impl LinkEstimator {
             None => rtt,
             Some(s) => (s * 7 + rtt) / 8,
         });
+        if let [.., a, b] = self.recent_rtt.make_contiguous() {
+            let second = a.as_secs_f64() - 2.0 * b.as_secs_f64() + rtt.as_secs_f64();
+            self.rtt_curvature += (second.abs() - self.rtt_curvature) / 16.0;
+        }
         self.recent_rtt.push_back(rtt);
         while self.recent_rtt.len() > RTT_FILTER {
             self.recent_rtt.pop_front();
@@ -379,8 +396,13 @@ impl LinkEstimator {
             return;
         };
         let qdelay = filtered.saturating_sub(min_rtt);
-        let high = (min_rtt / 2).max(Duration::from_millis(40));
-        let low = (min_rtt / 5).max(Duration::from_millis(15));
+        // Jitter allowance: delay that comes and goes with the radio, not with the
+        // queue (in-order jitter raises the filtered RTT with the packet rate, as a
+        // queue would, but it has curvature and a queue does not).
+        let jitter = Duration::from_secs_f64(JITTER_ALLOWANCE * self.rtt_curvature);
+        let high = (min_rtt / 2).max(Duration::from_millis(40)) + jitter;
+        let low = (min_rtt / 5).max(Duration::from_millis(15)) + jitter;
+        let deep = high * 2 - jitter;
         let held = self.hold_rate_until.is_some_and(|t| now < t);
         // Queue growth rate (s of queue per s) over ~300 ms: sending at `tx` into a
         // link of capacity C grows the queue by tx/C - 1 per second.
@@ -415,7 +437,7 @@ impl LinkEstimator {
                 let capacity = self.tx_rate_bps.max(1.0) / (1.0 + growth.max(0.0));
                 let factor = if self.slow_start {
                     (capacity / self.rate_bps * 0.9).clamp(0.3, 0.85)
-                } else if qdelay > high * 2 {
+                } else if qdelay > deep {
                     (capacity / self.rate_bps * 0.9).clamp(0.6, 0.85)
                 } else {
                     0.85
@@ -530,6 +552,7 @@ impl LinkEstimator {
             self.rate_bps = (self.rate_bps * 0.5).max(cfg.min_rate_bps);
             self.slow_start = true;
             self.recent_rtt.clear();
+            self.rtt_curvature = 0.0;
             self.rtt_minima.clear();
             self.qdelay_history.clear();
             self.srtt = None;
