@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! braid-bench suite [--quick | --smoke] [--doc docs/benchmarks.md]   # make bench / CI smoke
+//! braid-bench suite --only B4 --systems braid                       # iterate on one scenario
 //! braid-bench render --results target/bench/results-full.json --doc docs/benchmarks.md
 //! braid-bench send --system braid --dest 127.0.0.1:30000,... [...]  # roles, started by the suite
 //! braid-bench recv --system braid --listen 127.0.0.1:31000,... [...]
@@ -63,6 +64,12 @@ enum Cmd {
         /// working directory).
         #[arg(long)]
         traces_dir: Option<PathBuf>,
+        /// Run only these scenarios (e.g. `B1,B4`); the doc is not rewritten.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        /// Compare only these systems; the doc is not rewritten.
+        #[arg(long, value_delimiter = ',')]
+        systems: Vec<System>,
     },
     /// Re-render the report from a saved results file.
     Render {
@@ -225,8 +232,14 @@ fn main() -> Result<()> {
             work_dir,
             port_base,
             traces_dir,
+            only,
+            systems,
         } => {
             init_gst()?;
+            let sel = suite::Selection {
+                scenarios: only,
+                systems,
+            };
             let mode = if smoke {
                 suite::Mode::Smoke
             } else if quick {
@@ -252,7 +265,7 @@ fn main() -> Result<()> {
                 port_base,
                 picture: (1280, 720),
             };
-            let results = suite::run(&env, mode, &mut |line| eprintln!("bench: {line}"))?;
+            let results = suite::run(&env, mode, &sel, &mut |line| eprintln!("bench: {line}"))?;
             let name = format!(
                 "results-{}.json",
                 serde_json::to_value(mode)?.as_str().unwrap_or("run")
@@ -272,6 +285,13 @@ fn main() -> Result<()> {
                     );
                 }
                 println!("bench-smoke: OK ({:.0} s)", results.wall_s);
+                return Ok(());
+            }
+            if !sel.is_all() {
+                eprintln!(
+                    "bench: partial run (--only/--systems): {} not rewritten",
+                    doc.display()
+                );
                 return Ok(());
             }
             report::write_doc(&doc, &results, env.traces_dir.as_deref())?;

@@ -282,8 +282,36 @@ fn b1_rate(b1: &[(System, Bisection)], system: System, fallback: u32) -> u32 {
         .unwrap_or(fallback)
 }
 
-/// Run `mode`; `progress` gets one line per step.
-pub fn run(env: &Env, mode: Mode, progress: &mut dyn FnMut(&str)) -> Result<SuiteResults> {
+/// Which scenarios and systems a suite run covers (`--only`, `--systems`); empty
+/// lists mean all. A partial run does not rewrite docs/benchmarks.md.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// Scenario ids (`B1` … `B6`).
+    pub scenarios: Vec<String>,
+    /// Systems compared.
+    pub systems: Vec<System>,
+}
+
+impl Selection {
+    /// Whether scenario `id` runs.
+    pub fn wants(&self, id: &str) -> bool {
+        self.scenarios.is_empty() || self.scenarios.iter().any(|s| s.eq_ignore_ascii_case(id))
+    }
+
+    /// Whether every scenario and system runs.
+    pub fn is_all(&self) -> bool {
+        self.scenarios.is_empty() && self.systems.is_empty()
+    }
+}
+
+/// Run the suite (`mode`) over the scenarios and systems of `sel`; `progress` gets
+/// one line per step. Errors: a round that cannot start (ports, binaries, GStreamer).
+pub fn run(
+    env: &Env,
+    mode: Mode,
+    sel: &Selection,
+    progress: &mut dyn FnMut(&str),
+) -> Result<SuiteResults> {
     let timing = if mode == Mode::Full { FULL } else { QUICK };
     let started = Instant::now();
     let mut res = SuiteResults {
@@ -303,6 +331,13 @@ pub fn run(env: &Env, mode: Mode, progress: &mut dyn FnMut(&str)) -> Result<Suit
                  specs: Vec<RunSpec>,
                  progress: &mut dyn FnMut(&str)|
      -> Result<Vec<RunResult>> {
+        let specs: Vec<RunSpec> = specs
+            .into_iter()
+            .filter(|s| sel.wants(&s.scenario))
+            .collect();
+        if specs.is_empty() {
+            return Ok(Vec::new());
+        }
         progress(&format!(
             "round {name}: {} ({} s)",
             specs
@@ -363,6 +398,7 @@ pub fn run(env: &Env, mode: Mode, progress: &mut dyn FnMut(&str)) -> Result<Suit
 
     let systems: Vec<System> = COMPARED
         .into_iter()
+        .filter(|s| sel.systems.is_empty() || sel.systems.contains(s))
         .filter(|s| {
             let ok = available(*s);
             if !ok {
@@ -374,7 +410,12 @@ pub fn run(env: &Env, mode: Mode, progress: &mut dyn FnMut(&str)) -> Result<Suit
         .collect();
 
     progress("emulator self-test at 20 Mbit/s");
-    match emulator_selftest(env, 20e6, if mode == Mode::Full { 20.0 } else { 8.0 }) {
+    let selftest = if sel.is_all() {
+        emulator_selftest(env, 20e6, if mode == Mode::Full { 20.0 } else { 8.0 })
+    } else {
+        Err(anyhow::anyhow!("not run in a partial run"))
+    };
+    match selftest {
         Ok(t) => {
             progress(&format!(
                 "  emulator: {:.1} % of one core at {:.1} Mbit/s",
@@ -481,6 +522,11 @@ pub fn run(env: &Env, mode: Mode, progress: &mut dyn FnMut(&str)) -> Result<Suit
     round(&mut res, "b5", specs, progress)?;
 
     // B6: loopback, one system at a time, replaying one encoded clip.
+    if !sel.wants("B6") {
+        res.wall_s = started.elapsed().as_secs_f64();
+        res.machine.load_after = load();
+        return Ok(res);
+    }
     let clip = env.work_dir.join("b6-clip.ts");
     progress(&format!(
         "B6: encoding a {} s clip at {B6_KBPS} kbit/s",

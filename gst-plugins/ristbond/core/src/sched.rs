@@ -14,18 +14,21 @@
 //! - **Capacity** (pacing rate) per link, delay-based: queueing delay = the smallest
 //!   of the last 4 RTT samples (about 400 ms at the 100 ms RTCP interval; a jittery
 //!   radio link rarely has 4 high samples in a row) minus the windowed minimum RTT
-//!   (30 s, so a standing queue does not become the new base). Both thresholds
-//!   below carry a jitter allowance J = 1.5 × the mean curvature of the RTT
-//!   (|rtt[i] − 2·rtt[i−1] + rtt[i−2]|, EWMA 1/16): radio jitter that keeps packets in
-//!   order raises the filtered RTT with the packet rate just as a queue does, but it
-//!   comes and goes from one sample to the next, while a queue growing or draining
-//!   at a steady rate has no curvature. Above `max(40 ms, min_rtt / 2) + J` the link
-//!   is over capacity: the rate drops by 15 %; the first queue after slow start, or
-//!   one deeper than twice the threshold (without J), takes the
-//!   rate to 0.9 × the capacity the queue's growth reveals (what was sent divided by
-//!   1 + the growth rate over the last 300 ms; at most −70 % in slow start, −40 %
-//!   otherwise). One decrease per episode: the next needs a round trip plus 100 ms
-//!   and a queue still growing, or 600 ms more. Between the thresholds the rate is
+//!   (30 s, so a standing queue does not become the new base). H =
+//!   `max(40 ms, min_rtt / 2)`. The thresholds carry a jitter allowance J = 1.5 ×
+//!   the mean curvature of the RTT (|rtt[i] − 2·rtt[i−1] + rtt[i−2]|, EWMA 1/16):
+//!   radio jitter that keeps packets in order raises the filtered RTT with the packet
+//!   rate just as a queue does, but it comes and goes from one sample to the next,
+//!   while a queue growing or draining at a steady rate has no curvature. The link
+//!   is over capacity when the queue is above H and *growing* (the least-squares
+//!   slope of the queueing delay over the last second exceeds J per second: jitter
+//!   averages out of a 1 s slope, a capacity fall does not), or when it stands above
+//!   H + J. Then the rate drops by 15 %; the first queue after slow start, or one
+//!   deeper than 2H + J, takes the rate to 0.9 × the capacity the queue's growth
+//!   reveals (what was sent divided by 1 + the growth rate over the last 300 ms; at
+//!   most −70 % in slow start, −40 % otherwise). One decrease per episode: the next
+//!   needs a round trip plus 100 ms and a queue still growing, or 600 ms more and a
+//!   queue still above H + J. Between the thresholds the rate is
 //!   held. Below `max(15 ms, min_rtt / 5) + J`, when the link is the constraint (it
 //!   carried ≥ 75 % of its rate, or originals wait in the pacing queue), a Live link
 //!   grows: ×1.25 per sample in slow start (until the first queue), +5 % per 100 ms
@@ -37,7 +40,9 @@
 //!   above `failover_loss_rate` or smoothed RTT above `failover_rtt`), `Down` (no
 //!   RTCP for `max(250 ms, 2.5 × the usual RTCP gap)`, at most 2 s). Degraded → Live
 //!   needs 2 s below 0.5 × / 0.8 × the thresholds; Down → Probing on the first
-//!   feedback, Probing → Live after 500 ms of steady feedback.
+//!   feedback, Probing → Live after 500 ms of steady feedback. Feedback back within
+//!   200 ms of going Down (a blip: two RTCP reports lost on a lossy, jittery path)
+//!   returns the link to Live at once with its estimates.
 //! - **Pacing and share**: each link has a virtual clock `next_free`; a packet may go
 //!   on a link whose clock is at most 5 ms ahead of now; sending advances the clock by
 //!   `bits / rate`. Among eligible links the sender picks by smooth weighted
@@ -150,6 +155,8 @@ const MAX_DEAD_AFTER: Duration = Duration::from_secs(2);
 const INITIAL_GRACE: Duration = Duration::from_secs(1);
 /// Steady feedback needed to re-admit a recovering link.
 const READMIT_AFTER: Duration = Duration::from_millis(500);
+/// A Down link whose feedback returns within this is back at once (a blip).
+const BLIP: Duration = Duration::from_millis(200);
 /// Time below the thresholds needed to leave Degraded.
 const RECOVER_AFTER: Duration = Duration::from_secs(2);
 /// How far ahead of now a link's pacing clock may be and still take a packet.
@@ -162,12 +169,35 @@ const DEGRADED_SHARE: f64 = 0.25;
 const RTT_FILTER: usize = 4;
 /// After a decrease, how long a draining queue is left alone (beyond one RTT).
 const DRAIN_WAIT: Duration = Duration::from_millis(600);
-/// Window over which the queue's growth rate is measured.
+/// Window over which the queue's growth rate is measured (for the capacity it
+/// reveals).
 const GROWTH_WINDOW: Duration = Duration::from_millis(300);
+/// Window of the queueing-delay trend (least-squares slope), long enough that jitter
+/// averages out of it.
+const TREND_WINDOW: Duration = Duration::from_secs(1);
 
 /// Jitter allowance added to the queueing-delay thresholds, in units of the RTT's
 /// mean curvature.
 const JITTER_ALLOWANCE: f64 = 1.5;
+
+/// Least-squares slope of (time, value) samples, value units per second; `None`
+/// with fewer than 4 samples or less than 300 ms of span.
+fn trend_slope(samples: &VecDeque<(Instant, f64)>) -> Option<f64> {
+    let (&(t0, _), &(t1, _)) = (samples.front()?, samples.back()?);
+    if samples.len() < 4 || t1.saturating_duration_since(t0) < Duration::from_millis(300) {
+        return None;
+    }
+    let n = samples.len() as f64;
+    let xs = samples
+        .iter()
+        .map(|&(t, v)| (t.saturating_duration_since(t0).as_secs_f64(), v));
+    let (sx, sy) = xs.clone().fold((0.0, 0.0), |(a, b), (x, y)| (a + x, b + y));
+    let (mx, my) = (sx / n, sy / n);
+    let (sxy, sxx) = xs.fold((0.0, 0.0), |(a, b), (x, y)| {
+        (a + (x - mx) * (y - my), b + (x - mx) * (x - mx))
+    });
+    (sxx > 0.0).then(|| sxy / sxx)
+}
 
 /// Estimates and pacing clock of one link.
 #[derive(Debug, Clone)]
@@ -187,6 +217,8 @@ pub(crate) struct LinkEstimator {
     rtt_curvature: f64,
     /// Filtered queueing delay samples over [`GROWTH_WINDOW`]: (when, delay).
     qdelay_history: VecDeque<(Instant, Duration)>,
+    /// Filtered queueing delay samples over [`TREND_WINDOW`]: (when, delay in s).
+    qdelay_trend: VecDeque<(Instant, f64)>,
     /// Capacity measured at the last decrease (or the highest rate reached since),
     /// bps: the level the rate climbs back to quickly.
     last_max_bps: f64,
@@ -228,6 +260,7 @@ impl LinkEstimator {
             recent_rtt: VecDeque::new(),
             rtt_curvature: 0.0,
             qdelay_history: VecDeque::new(),
+            qdelay_trend: VecDeque::new(),
             last_max_bps: 0.0,
             rtt_minima: VecDeque::new(),
             loss: 0.0,
@@ -396,13 +429,14 @@ impl LinkEstimator {
             return;
         };
         let qdelay = filtered.saturating_sub(min_rtt);
-        // Jitter allowance: delay that comes and goes with the radio, not with the
+        // Jitter allowance J: delay that comes and goes with the radio, not with the
         // queue (in-order jitter raises the filtered RTT with the packet rate, as a
         // queue would, but it has curvature and a queue does not).
         let jitter = Duration::from_secs_f64(JITTER_ALLOWANCE * self.rtt_curvature);
-        let high = (min_rtt / 2).max(Duration::from_millis(40)) + jitter;
+        let high_base = (min_rtt / 2).max(Duration::from_millis(40));
+        let high = high_base + jitter;
         let low = (min_rtt / 5).max(Duration::from_millis(15)) + jitter;
-        let deep = high * 2 - jitter;
+        let deep = high_base * 2 + jitter;
         let held = self.hold_rate_until.is_some_and(|t| now < t);
         // Queue growth rate (s of queue per s) over ~300 ms: sending at `tx` into a
         // link of capacity C grows the queue by tx/C - 1 per second.
@@ -422,13 +456,29 @@ impl LinkEstimator {
                 0.0
             }
         });
-        if qdelay > high {
-            // One decrease per episode: after one, wait a round trip; while the
-            // queue is draining (the decrease works), wait for the filter to see it.
+        // A queue growing by more than the jitter allowance per second (the trend's
+        // slope; jitter averages out of it).
+        self.qdelay_trend.push_back((now, qdelay.as_secs_f64()));
+        while self
+            .qdelay_trend
+            .front()
+            .is_some_and(|&(t, _)| now.saturating_duration_since(t) > TREND_WINDOW)
+        {
+            self.qdelay_trend.pop_front();
+        }
+        let growing = match trend_slope(&self.qdelay_trend) {
+            Some(slope) => slope > jitter.as_secs_f64(),
+            // Too few samples for a trend: the short window decides.
+            None => growth > 0.0,
+        };
+        if qdelay > high || (qdelay > high_base && growing) {
+            // One decrease per episode: after one, wait a round trip while the queue
+            // still grows; while it stands or drains (the decrease works), wait for
+            // the filter to see it, and only beyond the jitter allowance.
             let settled = self.last_decrease.is_none_or(|t| {
                 let since = now.saturating_duration_since(t);
-                since > min_rtt + Duration::from_millis(100)
-                    && (growth > 0.0 || since > min_rtt + DRAIN_WAIT)
+                (growing && since > min_rtt + Duration::from_millis(100))
+                    || (qdelay > high && since > min_rtt + DRAIN_WAIT)
             });
             if settled && !held {
                 // Mild overshoot: back off 15 %. The first queue after slow start, or
@@ -502,7 +552,14 @@ impl LinkEstimator {
         let healthy_for = self
             .healthy_since
             .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+        // Feedback back within a blip (two RTCP reports lost on a lossy, jittery
+        // path look like a dead link for a moment): the link returns at once with
+        // its estimates, without the re-admission wait.
+        let blip =
+            self.state == LinkState::Down && now.saturating_duration_since(self.state_since) < BLIP;
         let next = match (self.state, silent) {
+            (LinkState::Down, Some(false)) if blip && bad => LinkState::Degraded,
+            (LinkState::Down, Some(false)) if blip => LinkState::Live,
             (LinkState::Down, Some(false)) => LinkState::Probing,
             (LinkState::Down, _) => LinkState::Down,
             (_, Some(true)) => LinkState::Down,
@@ -547,7 +604,7 @@ impl LinkEstimator {
         if next == LinkState::Down {
             self.was_down = true;
         }
-        if self.state == LinkState::Down {
+        if self.state == LinkState::Down && !blip {
             // Recovering: start again from half the old estimate, probing up.
             self.rate_bps = (self.rate_bps * 0.5).max(cfg.min_rate_bps);
             self.slow_start = true;
@@ -555,6 +612,7 @@ impl LinkEstimator {
             self.rtt_curvature = 0.0;
             self.rtt_minima.clear();
             self.qdelay_history.clear();
+            self.qdelay_trend.clear();
             self.srtt = None;
             self.last_max_bps = 0.0;
         }

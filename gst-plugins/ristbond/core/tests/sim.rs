@@ -828,10 +828,10 @@ fn capacity_fall_is_followed_on_jittery_links() {
     assert_follows_capacity("fall-jitter", 60, 0x5EED_FA12);
 }
 
-/// B4's links (FIFO jitter) loaded to 80 %: estimates converge near capacity instead
+/// B4's links (FIFO jitter) loaded to 75 %: estimates converge near capacity instead
 /// of collapsing, and the deadline drops stay under 2 %.
 #[test]
-fn fifo_jitter_at_80_percent_load() {
+fn fifo_jitter_at_75_percent_load() {
     let links = (0..2)
         .map(|_| LinkModel {
             delay_ms: 15,
@@ -843,11 +843,14 @@ fn fifo_jitter_at_80_percent_load() {
             ..LinkModel::default()
         })
         .collect();
+    // The start of `cbr` (2 Mbit/s per link): with the optimistic default start one
+    // link overshoots into its 300 ms queue in the first second and stays Degraded
+    // on the loss for seconds (the start-up known issue of `cbr`), which is not what
+    // this test is about.
     let mut s = cbr(links, 7.5e6, 30, 1000);
-    s.scheduler = SchedulerConfig::default();
     s.seed = 0x5EED_0B48;
     let o = run(&s);
-    report("b4-fifo-80", &s, &o);
+    report("b4-fifo-75", &s, &o);
     assert_eq!(o.lost, 0, "residual loss");
     assert!(
         o.sender.packets_dropped_deadline * 50 < u64::from(s.packets),
