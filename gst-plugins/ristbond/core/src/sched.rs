@@ -37,8 +37,7 @@
 //!   inflate their estimates, and the shares go wrong when the input rises: twice
 //!   the deadline drops at 85 % load in the sim.)
 //! - **States**: `Probing` (no feedback yet, or recovering), `Live`, `Degraded` (loss
-//!   above `failover_loss_rate`, except within 3 s of a rate decrease, when it is
-//!   the link's own queue overflowing; or smoothed RTT above `failover_rtt`), `Down` (no
+//!   above `failover_loss_rate` or smoothed RTT above `failover_rtt`), `Down` (no
 //!   RTCP for `max(250 ms, 2.5 × the usual RTCP gap)`, at most 2 s). Degraded → Live
 //!   needs 2 s below 0.5 × / 0.8 × the thresholds; Down → Probing on the first
 //!   feedback, Probing → Live after 500 ms of steady feedback. Feedback back within
@@ -156,9 +155,6 @@ const MAX_DEAD_AFTER: Duration = Duration::from_secs(2);
 const INITIAL_GRACE: Duration = Duration::from_secs(1);
 /// Steady feedback needed to re-admit a recovering link.
 const READMIT_AFTER: Duration = Duration::from_millis(500);
-/// How long after a rate decrease the link's loss is taken for congestion, not for
-/// a bad link (no Degraded on it).
-const CONGESTION_LOSS_GRACE: Duration = Duration::from_secs(3);
 /// A Down link whose feedback returns within this is back at once (a blip).
 const BLIP: Duration = Duration::from_millis(200);
 /// Time below the thresholds needed to leave Degraded.
@@ -544,15 +540,8 @@ impl LinkEstimator {
         let silent = self
             .last_heard
             .map(|t| now.saturating_duration_since(t) > self.dead_after());
-        // Loss in a congestion episode is the link's queue overflowing, which the
-        // rate already answers; Degraded is for loss the rate cannot fix (in the B1
-        // bench the start-up overshoot on the 2 Mbit/s link otherwise kept it
-        // Degraded, at a quarter of its rate, for 12-22 s).
-        let congested = self
-            .last_decrease
-            .is_some_and(|t| now.saturating_duration_since(t) < CONGESTION_LOSS_GRACE);
-        let bad = (self.loss > cfg.failover_loss_rate && !congested)
-            || self.srtt.is_some_and(|r| r > cfg.failover_rtt);
+        let bad =
+            self.loss > cfg.failover_loss_rate || self.srtt.is_some_and(|r| r > cfg.failover_rtt);
         let good = self.loss < cfg.failover_loss_rate * 0.5
             && self.srtt.is_none_or(|r| r < cfg.failover_rtt.mul_f64(0.8));
         if good {
