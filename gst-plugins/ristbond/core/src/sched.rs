@@ -215,9 +215,8 @@ pub(crate) struct LinkEstimator {
     /// EWMA of the RTT's curvature |rtt[i] − 2·rtt[i−1] + rtt[i−2]|, s: jitter that a
     /// queue growing or draining at a steady rate does not add to.
     rtt_curvature: f64,
-    /// Filtered queueing delay samples over [`GROWTH_WINDOW`]: (when, delay).
-    qdelay_history: VecDeque<(Instant, Duration)>,
-    /// Filtered queueing delay samples over [`TREND_WINDOW`]: (when, delay in s).
+    /// Filtered queueing delay samples over [`TREND_WINDOW`]: (when, delay in s);
+    /// the last [`GROWTH_WINDOW`] of them give the growth rate.
     qdelay_trend: VecDeque<(Instant, f64)>,
     /// Capacity measured at the last decrease (or the highest rate reached since),
     /// bps: the level the rate climbs back to quickly.
@@ -259,7 +258,6 @@ impl LinkEstimator {
             srtt: None,
             recent_rtt: VecDeque::new(),
             rtt_curvature: 0.0,
-            qdelay_history: VecDeque::new(),
             qdelay_trend: VecDeque::new(),
             last_max_bps: 0.0,
             rtt_minima: VecDeque::new(),
@@ -438,26 +436,7 @@ impl LinkEstimator {
         let low = (min_rtt / 5).max(Duration::from_millis(15)) + jitter;
         let deep = high_base * 2 + jitter;
         let held = self.hold_rate_until.is_some_and(|t| now < t);
-        // Queue growth rate (s of queue per s) over ~300 ms: sending at `tx` into a
-        // link of capacity C grows the queue by tx/C - 1 per second.
-        self.qdelay_history.push_back((now, qdelay));
-        while self
-            .qdelay_history
-            .front()
-            .is_some_and(|&(t, _)| now.saturating_duration_since(t) > GROWTH_WINDOW)
-        {
-            self.qdelay_history.pop_front();
-        }
-        let growth = self.qdelay_history.front().map_or(0.0, |&(t, q)| {
-            let dt = now.saturating_duration_since(t).as_secs_f64();
-            if dt >= 0.1 {
-                (qdelay.as_secs_f64() - q.as_secs_f64()) / dt
-            } else {
-                0.0
-            }
-        });
-        // A queue growing by more than the jitter allowance per second (the trend's
-        // slope; jitter averages out of it).
+        // The filtered queueing delay over the last second.
         self.qdelay_trend.push_back((now, qdelay.as_secs_f64()));
         while self
             .qdelay_trend
@@ -466,6 +445,22 @@ impl LinkEstimator {
         {
             self.qdelay_trend.pop_front();
         }
+        // Queue growth rate (s of queue per s) over ~300 ms: sending at `tx` into a
+        // link of capacity C grows the queue by tx/C - 1 per second.
+        let growth = self
+            .qdelay_trend
+            .iter()
+            .find(|&&(t, _)| now.saturating_duration_since(t) <= GROWTH_WINDOW)
+            .map_or(0.0, |&(t, q)| {
+                let dt = now.saturating_duration_since(t).as_secs_f64();
+                if dt >= 0.1 {
+                    (qdelay.as_secs_f64() - q) / dt
+                } else {
+                    0.0
+                }
+            });
+        // A queue growing by more than the jitter allowance per second (the trend's
+        // slope; jitter averages out of it).
         let growing = match trend_slope(&self.qdelay_trend) {
             Some(slope) => slope > jitter.as_secs_f64(),
             // Too few samples for a trend: the short window decides.
@@ -611,7 +606,6 @@ impl LinkEstimator {
             self.recent_rtt.clear();
             self.rtt_curvature = 0.0;
             self.rtt_minima.clear();
-            self.qdelay_history.clear();
             self.qdelay_trend.clear();
             self.srtt = None;
             self.last_max_bps = 0.0;
