@@ -148,15 +148,22 @@ async fn encoder_bitrate_follows_link_capacity_down_and_back_up() {
         after_drop.iter().all(|s| s.1 <= low_cap_kbps),
         "encoder above the {low_cap_kbps} kbit/s the links carry: {after_drop:?}"
     );
-    // Capacity back: the encoder climbs (at most +10 %/s, ~6.5 %/s measured) to well
-    // above what the links carried during the drop.
+    // Capacity back: within 18 s the encoder climbs (at most +10 %/s, 6.5-7 %/s
+    // measured) to at least twice where it stood when capacity returned, and above
+    // what the links carried during the drop. (Where it stood varies from run to run:
+    // the drop can take the estimate below the 800 kbit/s the links still carry, to
+    // 295 kbit/s in one CI run, so a fixed level reached in 18 s is a coin toss.)
+    let at_back = window(BACK_AT_MS - 1000, BACK_AT_MS + 1000)
+        .map(|s| s.1)
+        .min()
+        .expect("stats when capacity returns");
     let recovered = window(BACK_AT_MS, BACK_AT_MS + 18_000)
         .map(|s| s.1)
         .max()
         .unwrap_or(0);
     assert!(
-        recovered >= low_cap_kbps * 3 / 2,
-        "encoder did not climb back: max {recovered} kbit/s\n{samples:?}"
+        recovered >= 2 * at_back && recovered > low_cap_kbps,
+        "encoder did not climb back: {at_back} kbit/s when capacity returned, max {recovered} kbit/s\n{samples:?}"
     );
 
     let id = conn
