@@ -62,8 +62,7 @@ pub fn preflight(config_path: &Path) -> anyhow::Result<()> {
 }
 
 /// Run the agent with the config file at `config_path` until SIGTERM/SIGINT or a
-/// restart request. Errors: config (file, line and fix), GStreamer
-/// initialisation, or a control-plane setting that can never work (`ws://`
+/// restart request. Errors: config (file, line and fix), or a control-plane setting that can never work (`ws://`
 /// without `BRAID_ALLOW_INSECURE=1`, bad TLS settings, no identity).
 pub async fn run(config_path: &Path) -> anyhow::Result<Exit> {
     run_with(config_path, RunOptions::default()).await
@@ -88,7 +87,8 @@ pub async fn run_with(config_path: &Path, options: RunOptions) -> anyhow::Result
     } else {
         service::check(config_path)?
     };
-    crate::media::init()?;
+    // GStreamer is initialised at the first stream.start (crate::media::init), not
+    // here: an idle sender does not carry the plugin registry in its heap.
     tracing::info!(
         config = %config_path.display(),
         state_dir = %config.agent.state_dir.display(),
@@ -96,6 +96,13 @@ pub async fn run_with(config_path: &Path, options: RunOptions) -> anyhow::Result
         "braid-agent {} starting",
         control::AGENT_VERSION
     );
+
+    // auth.login carries the media capabilities: find them (a helper process
+    // loading GStreamer's registry) before the first connect, off the async workers.
+    let capabilities = tokio::task::spawn_blocking(control::capabilities)
+        .await
+        .context("finding the media capabilities")?;
+    tracing::info!(?capabilities, "capabilities");
 
     // Events queued by a previous run are replayed from <state_dir>/events/.
     let events = crate::events::Events::open(&config.agent.state_dir);

@@ -27,3 +27,13 @@ pub mod service;
 pub mod streams;
 pub mod tls;
 pub mod update;
+
+/// The running `braid-agent` binary, when this process is one (not a test harness
+/// or another program linking the library): the helper that runs GStreamer work
+/// which would otherwise leave the plugin registry and plugins mapped in the
+/// long-lived agent (`probe-media`, `capabilities`). `None`: do the work in-process.
+pub fn helper_exe() -> Option<std::path::PathBuf> {
+    std::env::current_exe()
+        .ok()
+        .filter(|exe| exe.file_name().is_some_and(|n| n == "braid-agent"))
+}

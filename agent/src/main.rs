@@ -92,6 +92,10 @@ enum Cmd {
         #[arg(long)]
         v4l2_record: Option<PathBuf>,
     },
+    /// Print the media capabilities of this machine (encoders, audio codecs, source
+    /// fallback) as a JSON array of strings (the agent's capabilities helper).
+    #[command(hide = true)]
+    Capabilities,
     /// Probe one saved media file with GStreamer's discoverer and print
     /// `{"duration_s":N}` or `{"error":"…"}` (the agent's probe helper).
     #[command(hide = true)]
@@ -221,6 +225,14 @@ fn run(command: Cmd) -> anyhow::Result<u8> {
                     eprintln!("recorded {}", file.display());
                 }
             }
+            Ok(0)
+        }
+        Cmd::Capabilities => {
+            braid_agent::media::init()?;
+            println!(
+                "{}",
+                serde_json::to_string(&braid_pipelines::capabilities())?
+            );
             Ok(0)
         }
         Cmd::ProbeMedia { file } => {

@@ -4,7 +4,7 @@
 use std::io::Read;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
@@ -14,9 +14,22 @@ use ristbond_core::ts::ContinuityChecker;
 /// Initialise GStreamer once and make Braid's elements available: if `ristbondsink`
 /// (plugin `ristbond`) or `braidthumbnail` (plugin `braidthumbnail`) is not found in
 /// the registry (no installed plugin, no `GST_PLUGIN_PATH`), the plugin linked into
-/// this binary is registered statically.
+/// this binary is registered statically. Idempotent: later calls return the first
+/// call's result at once.
+///
+/// `braid-agent run` calls this at the first `stream.start`, not at start-up: the
+/// registry GStreamer loads describes every installed plugin feature (about 2.5 MiB
+/// of heap on a desktop-sized plugin set), which an idle sender has no use for
+/// (docs/benchmarks.md, "Agent idle footprint").
 /// Errors: GStreamer cannot initialise, or a built-in plugin cannot be registered.
 pub fn init() -> anyhow::Result<()> {
+    static DONE: OnceLock<Result<(), String>> = OnceLock::new();
+    DONE.get_or_init(|| init_once().map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(|e| anyhow!(e))
+}
+
+fn init_once() -> anyhow::Result<()> {
     gst::init().context("GStreamer initialisation failed")?;
     if gst::ElementFactory::find("ristbondsink").is_none() {
         gstristbond::plugin_register_static()
@@ -26,6 +39,7 @@ pub fn init() -> anyhow::Result<()> {
         gstbraidthumbnail::plugin_register_static()
             .context("registering the built-in braidthumbnail plugin failed")?;
     }
+    tracing::info!("GStreamer {} initialised", gst::version_string());
     Ok(())
 }
 

@@ -72,6 +72,22 @@ async fn thumbnails_every_10_s_and_health_every_15_s() {
     assert_eq!(first_health.status, HealthStatus::Ok);
     assert_eq!(first_health.streams_live, 0);
     assert!(first_health.capabilities.iter().any(|c| c == "thumbnails"));
+    // The media capabilities come from the `braid-agent capabilities` helper: the
+    // idle agent has not loaded GStreamer's registry (issue 5, idle RSS); the first
+    // stream.start does.
+    assert!(
+        first_health
+            .capabilities
+            .iter()
+            .any(|c| c.starts_with("encoder-h264:")),
+        "{:?}",
+        first_health.capabilities
+    );
+    assert!(
+        !agent.log().contains("GStreamer 1."),
+        "GStreamer initialised while idle:\n{}",
+        agent.log()
+    );
 
     let id = conn
         .request(
@@ -88,6 +104,7 @@ async fn thumbnails_every_10_s_and_health_every_15_s() {
         .await;
     let resp = conn.response("stream.start", &id, T).await;
     assert_eq!(resp.payload["success"], json!(true), "{}", agent.log());
+    assert!(agent.log().contains("GStreamer 1."), "{}", agent.log());
 
     // Thumbnails: the first soon after the start, the next about 10 s later.
     let mut thumbs = Vec::new();

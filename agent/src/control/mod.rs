@@ -47,11 +47,61 @@ pub const CAPABILITIES: &[&str] = &[
 ];
 /// Capabilities reported in `auth.login` and `health`: [`CAPABILITIES`] plus the
 /// media capabilities of this machine (encoders by codec, audio codecs, source
-/// fallback; `braid_pipelines::capabilities`, computed once).
+/// fallback; `braid_pipelines::capabilities`), computed once.
+///
+/// Finding them means loading GStreamer's plugin registry, about 2.5 MiB of heap
+/// that an idle sender would keep for its whole life, so the `braid-agent` binary
+/// asks a short-lived `braid-agent capabilities` helper ([`crate::helper_exe`]).
+/// When the helper cannot run or answers nonsense, they are computed in this
+/// process (warning logged). Blocks for the helper's run (about 0.1–0.5 s) on the
+/// first call: call it from a blocking context first (the agent does, at start).
 pub fn capabilities() -> Vec<String> {
+    static MEDIA: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let media = MEDIA.get_or_init(|| {
+        if let Some(exe) = crate::helper_exe() {
+            match media_capabilities_from(&exe) {
+                Ok(caps) => return caps,
+                Err(e) => tracing::warn!("{e}; finding them in this process"),
+            }
+        }
+        if let Err(e) = crate::media::init() {
+            tracing::warn!("media capabilities: {e:#}");
+        }
+        braid_pipelines::capabilities()
+    });
     let mut caps: Vec<String> = CAPABILITIES.iter().map(|c| (*c).to_owned()).collect();
-    caps.extend(braid_pipelines::capabilities());
+    caps.extend(media.iter().cloned());
     caps
+}
+
+/// Run `exe capabilities` (the agent's own helper) and parse its JSON array.
+/// Errors: it cannot be started, fails, takes over 30 s, or prints no string array.
+fn media_capabilities_from(exe: &std::path::Path) -> Result<Vec<String>, String> {
+    let out = std::process::Command::new(exe)
+        .arg("capabilities")
+        .env("BRAID_LOG", "error")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| {
+            format!(
+                "media capabilities: cannot run {} capabilities: {e}",
+                exe.display()
+            )
+        })?;
+    if !out.status.success() {
+        return Err(format!(
+            "media capabilities: {} capabilities failed ({})",
+            exe.display(),
+            out.status
+        ));
+    }
+    serde_json::from_slice::<Vec<String>>(&out.stdout).map_err(|e| {
+        format!(
+            "media capabilities: {} capabilities printed no JSON list: {e}",
+            exe.display()
+        )
+    })
 }
 /// Longest the event queue gets (PROTOCOL.md §6).
 pub const EVENT_QUEUE_MAX: usize = crate::events::QUEUE_MAX;
@@ -327,5 +377,25 @@ impl Control {
 
     fn lock_book(&self) -> std::sync::MutexGuard<'_, StreamBook> {
         self.book.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::media_capabilities_from;
+    use std::path::Path;
+
+    #[test]
+    fn capabilities_helper_failures_are_errors_naming_the_helper() {
+        let missing = media_capabilities_from(Path::new("/nonexistent/braid-agent")).unwrap_err();
+        assert!(
+            missing.contains("cannot run /nonexistent/braid-agent"),
+            "{missing}"
+        );
+        let failed = media_capabilities_from(Path::new("/bin/false")).unwrap_err();
+        assert!(failed.contains("failed"), "{failed}");
+        // `echo capabilities` exits 0 but prints no JSON list.
+        let garbage = media_capabilities_from(Path::new("/bin/echo")).unwrap_err();
+        assert!(garbage.contains("no JSON list"), "{garbage}");
     }
 }

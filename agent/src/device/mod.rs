@@ -152,9 +152,7 @@ impl DeviceOptions {
     /// The real system, modems on, listing `media_dir`; saved media are probed by
     /// a helper process when this is the `braid-agent` binary (see [`media`]).
     pub fn new(media_dir: &Path) -> Self {
-        let helper = std::env::current_exe()
-            .ok()
-            .filter(|exe| exe.file_name().is_some_and(|n| n == "braid-agent"));
+        let helper = crate::helper_exe();
         Self {
             media_dir: media_dir.to_owned(),
             paths: SysPaths::default(),

@@ -133,11 +133,14 @@ impl StreamsHandle {
         let media_dir = self.config.media_dir.clone();
         let plan_spec = spec.clone();
         let plan = tokio::task::spawn_blocking(move || {
-            StreamPlan::from_start(&plan_spec, media_dir.as_deref())
+            // The first stream initialises GStreamer (loading its registry takes
+            // 50-500 ms): off the async workers too.
+            crate::media::init()
+                .map_err(|e| ErrorBody::new(ErrorCode::PipelineError, format!("{e:#}")))?;
+            StreamPlan::from_start(&plan_spec, media_dir.as_deref()).map_err(plan_error)
         })
         .await
-        .map_err(|e| ErrorBody::new(ErrorCode::Internal, format!("planning failed: {e}")))?
-        .map_err(plan_error)?;
+        .map_err(|e| ErrorBody::new(ErrorCode::Internal, format!("planning failed: {e}")))??;
         let id = plan.stream_id.clone();
         let (cmd_tx, cmd_rx) = mpsc::channel(8);
         {
