@@ -62,8 +62,9 @@ pub fn preflight(config_path: &Path) -> anyhow::Result<()> {
 }
 
 /// Run the agent with the config file at `config_path` until SIGTERM/SIGINT or a
-/// restart request. Errors: config (file, line and fix), or a control-plane setting that can never work (`ws://`
-/// without `BRAID_ALLOW_INSECURE=1`, bad TLS settings, no identity).
+/// restart request. Errors: config (file, line and fix), or a control-plane
+/// setting that can never work (`ws://` without `BRAID_ALLOW_INSECURE=1`, bad TLS
+/// settings, no identity).
 pub async fn run(config_path: &Path) -> anyhow::Result<Exit> {
     run_with(config_path, RunOptions::default()).await
 }

@@ -37,3 +37,50 @@ pub fn helper_exe() -> Option<std::path::PathBuf> {
         .ok()
         .filter(|exe| exe.file_name().is_some_and(|n| n == "braid-agent"))
 }
+
+/// Wait up to `timeout` for a helper process to exit, polling every 20 ms; a helper
+/// still running then (or whose state cannot be read) is killed and reaped.
+/// Returns its exit status, `None` when it was killed.
+pub fn wait_helper(
+    child: &mut std::process::Child,
+    timeout: std::time::Duration,
+) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_helper_past_its_timeout_is_killed_and_one_that_exits_gives_its_status() {
+        let mut slow = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let t0 = Instant::now();
+        assert_eq!(
+            super::wait_helper(&mut slow, Duration::from_millis(200)),
+            None
+        );
+        assert!(t0.elapsed() < Duration::from_secs(10));
+        // Killed and reaped: nothing left to wait for.
+        assert!(slow.try_wait().unwrap().is_some());
+        let mut quick = std::process::Command::new("false").spawn().unwrap();
+        let status = super::wait_helper(&mut quick, Duration::from_secs(10)).unwrap();
+        assert!(!status.success());
+    }
+}

@@ -75,34 +75,39 @@ pub fn capabilities() -> Vec<String> {
 }
 
 /// Run `exe capabilities` (the agent's own helper) and parse its JSON array.
-/// Errors: it cannot be started, fails, takes over 30 s, or prints no string array.
+/// Errors: it cannot be started, fails, is still running after
+/// [`CAPABILITIES_TIMEOUT`] (killed), or prints no string array.
 fn media_capabilities_from(exe: &std::path::Path) -> Result<Vec<String>, String> {
-    let out = std::process::Command::new(exe)
+    use std::io::Read;
+    let helper = format!("{} capabilities", exe.display());
+    let mut child = std::process::Command::new(exe)
         .arg("capabilities")
         .env("BRAID_LOG", "error")
         .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::inherit())
-        .output()
-        .map_err(|e| {
-            format!(
-                "media capabilities: cannot run {} capabilities: {e}",
-                exe.display()
-            )
-        })?;
-    if !out.status.success() {
-        return Err(format!(
-            "media capabilities: {} capabilities failed ({})",
-            exe.display(),
-            out.status
-        ));
-    }
-    serde_json::from_slice::<Vec<String>>(&out.stdout).map_err(|e| {
+        .spawn()
+        .map_err(|e| format!("media capabilities: cannot run {helper}: {e}"))?;
+    let status = crate::wait_helper(&mut child, CAPABILITIES_TIMEOUT).ok_or_else(|| {
         format!(
-            "media capabilities: {} capabilities printed no JSON list: {e}",
-            exe.display()
+            "media capabilities: {helper} still running after {} s, killed",
+            CAPABILITIES_TIMEOUT.as_secs()
         )
-    })
+    })?;
+    if !status.success() {
+        return Err(format!("media capabilities: {helper} failed ({status})"));
+    }
+    let mut out = Vec::new();
+    if let Some(mut stdout) = child.stdout.take() {
+        let _ = stdout.read_to_end(&mut out);
+    }
+    serde_json::from_slice::<Vec<String>>(&out)
+        .map_err(|e| format!("media capabilities: {helper} printed no JSON list: {e}"))
 }
+
+/// Longest the capabilities helper may take (loading a cold plugin registry on a
+/// slow board takes seconds; rebuilding it after a plugin change, tens).
+const CAPABILITIES_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 /// Longest the event queue gets (PROTOCOL.md §6).
 pub const EVENT_QUEUE_MAX: usize = crate::events::QUEUE_MAX;
 /// Flap-filter subject of the control-plane connection's state (`connected`,

@@ -160,19 +160,8 @@ fn probe_with_helper(exe: &Path, path: &Path) -> Probe {
         .stderr(std::process::Stdio::null())
         .spawn()
         .map_err(|e| format!("cannot probe: {} probe-media: {e}", exe.display()))?;
-    let deadline = std::time::Instant::now() + HELPER_TIMEOUT;
-    loop {
-        match child.try_wait() {
-            Ok(Some(_)) => break,
-            Ok(None) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(TIMED_OUT.to_owned());
-            }
-        }
+    if crate::wait_helper(&mut child, HELPER_TIMEOUT).is_none() {
+        return Err(TIMED_OUT.to_owned());
     }
     let mut out = String::new();
     if let Some(mut stdout) = child.stdout.take() {
