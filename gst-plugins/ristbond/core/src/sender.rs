@@ -44,8 +44,11 @@ use crate::{rtp, seq, Channel, Error, LinkId, Transmit};
 
 /// Shortest repeat guard for retransmitting one sequence number.
 const MIN_RTX_GUARD: Duration = Duration::from_millis(10);
-/// Longest repeat guard for retransmitting one sequence number.
+/// Longest repeat guard for retransmitting one sequence number (half the RTT of the
+/// link the repair goes on, otherwise).
 const MAX_RTX_GUARD: Duration = Duration::from_millis(250);
+/// Longest repeat guard after a failover resend (until it can have arrived, otherwise).
+const MAX_FAILOVER_GUARD: Duration = Duration::from_millis(500);
 /// RTT samples above this are treated as garbage (bad LSR/DLSR).
 const MAX_RTT: Duration = Duration::from_secs(30);
 /// Most sequence numbers honoured from one RTCP datagram (librist uses the same cap).
@@ -134,6 +137,9 @@ struct SentPacket {
     nacked: bool,
     /// When and on which link this sequence number was last retransmitted.
     last_retransmit: Option<(Instant, LinkId)>,
+    /// When the last retransmission, if it was a failover resend, is expected at the
+    /// receiver: after the target link's pacing queue (its clock) and one-way delay.
+    failover_arrival: Option<Instant>,
 }
 
 /// A payload waiting for a link.
@@ -721,6 +727,7 @@ impl Sender {
             link,
             nacked: false,
             last_retransmit: None,
+            failover_arrival: None,
         });
         self.next_seq += 1;
     }
@@ -758,6 +765,7 @@ impl Sender {
                 l.stats.retransmitted_packets += 1;
                 l.stats.sent_bytes += data.len() as u64;
                 l.est.on_sent(data.len(), false, now);
+                entry.failover_arrival = Some(l.est.next_free.max(now) + l.est.owd());
             }
             self.packets_retransmitted += 1;
             self.packets_resent_failover += 1;
@@ -818,10 +826,10 @@ impl Sender {
             return;
         }
         let index = (ext - self.history_first) as usize;
-        let Some((previous, original_link, nacked)) = self
+        let Some((previous, failover_arrival, original_link, nacked)) = self
             .history
             .get(index)
-            .map(|e| (e.last_retransmit, e.link, e.nacked))
+            .map(|e| (e.last_retransmit, e.failover_arrival, e.link, e.nacked))
         else {
             self.retransmit_misses += 1;
             return;
@@ -840,16 +848,34 @@ impl Sender {
             .pick(now, previous.map(|(_, l)| l), false)
             .filter(|id| self.links.get(id).is_some_and(|l| l.est.usable()))
             .unwrap_or(nack_link);
-        let guard = self
+        let rtx_guard = self
             .links
             .get(&target)
             .and_then(|l| l.est.srtt())
             .map_or(MIN_RTX_GUARD, |rtt| {
                 (rtt / 2).clamp(MIN_RTX_GUARD, MAX_RTX_GUARD)
             });
-        if previous.is_some_and(|(t, _)| now.saturating_duration_since(t) < guard) {
-            self.retransmits_suppressed += 1;
-            return;
+        // After a failover resend, a repeated request written by the receiver before
+        // the resend could have reached it (its expected arrival, plus the NACK's way
+        // back) says nothing about it: the resends of a dead link's packets wait
+        // behind the pacing queues of the links left, often longer than half an RTT,
+        // and answering would send each packet twice onto links that are already
+        // the constraint (B2: deadline drops after the cut).
+        if let Some((t, _)) = previous {
+            let guard_end = match failover_arrival {
+                Some(arrival) => {
+                    let back = self
+                        .links
+                        .get(&nack_link)
+                        .map_or(Duration::ZERO, |l| l.est.owd());
+                    (arrival + back).clamp(t + MIN_RTX_GUARD, t + MAX_FAILOVER_GUARD)
+                }
+                None => t + rtx_guard,
+            };
+            if now < guard_end {
+                self.retransmits_suppressed += 1;
+                return;
+            }
         }
         let Some(entry) = self.history.get_mut(index) else {
             return;
@@ -861,6 +887,7 @@ impl Sender {
             l.stats.sent_bytes += data.len() as u64;
             l.est.on_sent(data.len(), false, now);
         }
+        entry.failover_arrival = None;
         self.packets_retransmitted += 1;
         self.queue.push_back(Transmit {
             link: target,
@@ -1093,6 +1120,66 @@ mod tests {
         assert_eq!(st.retransmits_suppressed, 2);
         assert_eq!(st.links[1].nacks_received, 2);
         assert_eq!(st.links[0].nacks_received, 3);
+    }
+
+    #[test]
+    fn repeated_nack_before_a_failover_resend_can_arrive_is_not_answered() {
+        let t0 = Instant::now();
+        let mut s = Sender::new(config(), t0);
+        s.set_scheduler(SchedulerConfig {
+            initial_rate_bps: 2_000_000.0,
+            ..SchedulerConfig::default()
+        });
+        s.add_link(0, t0);
+        s.add_link(1, t0);
+        // Both links heard every 50 ms for 600 ms: Live.
+        let mut t = t0;
+        while t < t0 + Duration::from_millis(600) {
+            t += Duration::from_millis(50);
+            s.handle_rtcp(0, &nack(&[]), t).unwrap();
+            s.handle_rtcp(1, &nack(&[]), t).unwrap();
+            s.handle_timeout(t);
+        }
+        drain(&mut s);
+        let (sent, mut t) = send_all(&mut s, 20, t);
+        let on_link1: Vec<u16> = rtp_of(&sent)
+            .iter()
+            .filter(|&&(l, _, _)| l == 1)
+            .map(|&(_, q, _)| q)
+            .collect();
+        assert!(on_link1.len() >= 5, "{on_link1:?}");
+        // Link 1 falls silent; link 0 keeps reporting until link 1 is Down.
+        for step in 1.. {
+            if s.stats().links[1].state == LinkState::Down {
+                break;
+            }
+            t += Duration::from_millis(10);
+            if step % 5 == 0 {
+                s.handle_rtcp(0, &nack(&[]), t).unwrap();
+            }
+            s.handle_timeout(t);
+            assert!(t < t0 + Duration::from_secs(3), "link 1 never went Down");
+        }
+        let resent = rtp_of(&drain(&mut s));
+        assert_eq!(s.stats().packets_resent_failover, on_link1.len() as u64);
+        assert!(resent
+            .iter()
+            .all(|&(l, _, ssrc)| l == 0 && ssrc == SSRC | 1));
+        // The resends queue behind link 0's pacing clock: at 2 Mbit/s the last of
+        // them leaves ~5.4 ms per packet later. A NACK for it written before then
+        // (the receiver's retry timer knows nothing of the resend) is not a loss.
+        let last = *on_link1.last().unwrap();
+        let queue = Duration::from_secs_f64(on_link1.len() as f64 * 1340.0 * 8.0 / 2e6);
+        assert!(queue > Duration::from_millis(20), "{queue:?}");
+        let suppressed = s.stats().retransmits_suppressed;
+        s.handle_rtcp(0, &nack(&[last]), t + Duration::from_millis(15))
+            .unwrap();
+        assert!(rtp_of(&drain(&mut s)).is_empty(), "answered too early");
+        assert_eq!(s.stats().retransmits_suppressed, suppressed + 1);
+        // Once the resend can have arrived and a NACK come back, it is honoured.
+        let later = t + queue + Duration::from_millis(60);
+        s.handle_rtcp(0, &nack(&[last]), later).unwrap();
+        assert_eq!(rtp_of(&drain(&mut s)), vec![(0, last, SSRC | 1)]);
     }
 
     #[test]

@@ -81,6 +81,47 @@ struct Scenario {
     initial_seq: u16,
     seed: u64,
     scheduler: SchedulerConfig,
+    /// `None`: one payload every `interval` (CBR). `Some`: the same mean rate in
+    /// video frames, each frame's payloads at once, as an encoder and muxer give them.
+    frames: Option<Frames>,
+}
+
+/// Frame structure of a VBR source: `fps` frames a second, a key frame every `gop`
+/// frames, `key_ratio` times the size of the others.
+#[derive(Debug, Clone, Copy)]
+struct Frames {
+    fps: u32,
+    gop: u32,
+    key_ratio: f64,
+}
+
+/// When payload `i` (of `n`) enters the sender, from the start.
+fn payload_offsets(s: &Scenario) -> Vec<Duration> {
+    let n = s.packets + TAIL;
+    let Some(f) = s.frames else {
+        return (0..n).map(|i| s.interval * i).collect();
+    };
+    // Payloads per GOP at the mean rate, spread as 1 key frame + (gop - 1) others.
+    let gop_secs = f64::from(f.gop) / f64::from(f.fps);
+    let per_gop = gop_secs / s.interval.as_secs_f64();
+    let other = per_gop / (f64::from(f.gop) - 1.0 + f.key_ratio);
+    let mut offsets = Vec::with_capacity(n as usize);
+    let (mut frame, mut carry) = (0u64, 0.0);
+    while offsets.len() < n as usize {
+        let size = if frame % u64::from(f.gop) == 0 {
+            other * f.key_ratio
+        } else {
+            other
+        };
+        carry += size;
+        let at = Duration::from_secs_f64(frame as f64 / f64::from(f.fps));
+        while carry >= 1.0 && offsets.len() < n as usize {
+            offsets.push(at);
+            carry -= 1.0;
+        }
+        frame += 1;
+    }
+    offsets
 }
 
 /// Scheduler for the uncapped scenarios: links start fast enough for the input.
@@ -219,11 +260,18 @@ fn run(s: &Scenario) -> Outcome {
     let mut next_sample = t0;
     let mut sent = 0u32;
     let total = s.packets + TAIL;
+    let offsets = payload_offsets(s);
     let mut next_payload = t0;
-    let end = t0 + s.interval * total + latency + Duration::from_millis(500);
+    let end = t0 + offsets[offsets.len() - 1] + latency + Duration::from_millis(500);
     let mut t = t0;
     let mut stuck = 0;
     let trace = std::env::var_os("SIM_TRACE").is_some();
+    // SIM_TRACE=<ms>: the trace step (default 500 ms).
+    let trace_step = std::env::var("SIM_TRACE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(Duration::from_millis(500), Duration::from_millis);
+    let mut last_repairs = (0, 0, 0);
     let mut next_trace = t0;
     let mut last_sent = vec![0u64; s.links.len()];
     let mut last_dropped = 0;
@@ -232,26 +280,34 @@ fn run(s: &Scenario) -> Outcome {
         if trace && t >= next_trace {
             let st = tx.stats();
             let mut line = format!(
-                "t={:5.1}s queued {:5} dropped +{:4}",
+                "t={:5.1}s queued {:5} dropped +{:4} rtx +{:3} failover +{:3} dup +{:3}",
                 t.saturating_duration_since(t0).as_secs_f64(),
                 st.queued_packets,
-                st.packets_dropped_deadline - last_dropped
+                st.packets_dropped_deadline - last_dropped,
+                st.packets_retransmitted - last_repairs.0,
+                st.packets_resent_failover - last_repairs.1,
+                st.packets_duplicated - last_repairs.2,
             );
             last_dropped = st.packets_dropped_deadline;
+            last_repairs = (
+                st.packets_retransmitted,
+                st.packets_resent_failover,
+                st.packets_duplicated,
+            );
             for (i, l) in st.links.iter().enumerate() {
                 line += &format!(
                     " | L{} {:9} est {:5.2} tx {:5.2} rtt {:4.0} loss {:.2}",
                     l.id,
                     format!("{:?}", l.state),
                     l.capacity_bps as f64 / 1e6,
-                    (l.sent_bytes - last_sent[i]) as f64 * 8.0 / 1e6 / 0.5,
+                    (l.sent_bytes - last_sent[i]) as f64 * 8.0 / 1e6 / trace_step.as_secs_f64(),
                     l.rtt_ms.unwrap_or(0.0),
                     l.loss_rate
                 );
                 last_sent[i] = l.sent_bytes;
             }
             eprintln!("{line}");
-            next_trace += Duration::from_millis(500);
+            next_trace += trace_step;
         }
         if t >= next_sample {
             let ms = t.saturating_duration_since(t0).as_millis() as u64;
@@ -367,7 +423,9 @@ fn run(s: &Scenario) -> Outcome {
             tx.send_payload(&payload(sent), sent.wrapping_mul(1800), t)
                 .unwrap();
             sent += 1;
-            next_payload += s.interval;
+            if let Some(&at) = offsets.get(sent as usize) {
+                next_payload = t0 + at;
+            }
         }
         while heap.peek().is_some_and(|e| e.at <= t) {
             let e = heap.pop().unwrap();
@@ -445,6 +503,7 @@ fn three_links() -> Scenario {
         interval: Duration::from_millis(1),
         initial_seq: 65535 - 1200,
         seed: 0x5EED_0001,
+        frames: None,
         scheduler: uncapped(),
     }
 }
@@ -532,6 +591,7 @@ fn tight_latency_200ms_on_40ms_rtt() {
         interval: Duration::from_millis(1),
         initial_seq: 64_000,
         seed: 0x5EED_0003,
+        frames: None,
         scheduler: uncapped(),
     };
     let o = run(&s);
@@ -579,6 +639,7 @@ fn cbr(links: Vec<LinkModel>, bitrate_bps: f64, secs: u64, latency_ms: u64) -> S
         interval,
         initial_seq: 1000,
         seed: 0x5EED_00B1,
+        frames: None,
         // Known issue: with the optimistic default start (10 Mbit/s per link) the
         // 2 Mbit/s link's queue overflows in the first second and a few packets are
         // lost for good in B2; these scenarios start at 2 Mbit/s.
@@ -858,4 +919,47 @@ fn fifo_jitter_at_75_percent_load() {
         o.sender.packets_dropped_deadline,
         s.packets
     );
+}
+
+/// B2 as the benchmark runs it: a 5.2 Mbit/s video source (30 fps, a key frame 6× the
+/// others every 2 s, each frame's payloads at once), the default optimistic start,
+/// storm on; link 3 dies at 10 s and returns at 20 s.
+///
+/// This reproduces what the CBR scenario above cannot: the benchmark's B2 losses are
+/// all sender deadline drops in the second after the cut. The failover resend of the
+/// dead link's last few hundred ms (a key frame, here) and the repairs asked for
+/// before the cut was seen push the pacing clocks of the two links left ~300 ms
+/// ahead, and originals wait past the 200 ms deadline. The target is none; measured
+/// 114 of 14817 (127 before failover resends got their own repeat guard). The bound
+/// keeps it from getting worse.
+#[test]
+fn b2_with_video_frames() {
+    let mut links = b1_links();
+    links[2].down_ms = Some((10_000, 20_000));
+    let mut s = cbr(links, 5.2e6, 30, 1000);
+    s.scheduler = SchedulerConfig {
+        storm_enabled: true,
+        ..SchedulerConfig::default()
+    };
+    s.frames = Some(Frames {
+        fps: 30,
+        gop: 60,
+        key_ratio: 6.0,
+    });
+    s.seed = 0x5EED_B2F0;
+    let o = run(&s);
+    report("b2-frames", &s, &o);
+    assert_eq!(o.lost, 0, "residual loss");
+    assert!(
+        o.sender.packets_dropped_deadline * 100 <= u64::from(s.packets),
+        "dropped at the deadline: {}",
+        o.sender.packets_dropped_deadline
+    );
+    let down = o
+        .transitions
+        .iter()
+        .find(|&&(l, st, ms)| l == 2 && st == LinkState::Down && ms >= 10_000)
+        .expect("link 2 went Down")
+        .2;
+    assert!(down <= 10_000 + 300, "Down at {down} ms");
 }
