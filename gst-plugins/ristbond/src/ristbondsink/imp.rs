@@ -636,27 +636,30 @@ impl RistBondSink {
         })?;
         let mut rtcp_dest = rtp_dest;
         rtcp_dest.set_port(uri.port + 1);
-        let socket_error = |what: &str, err: SocketError| {
-            match err {
+        let socket_error = |what: &str, err: SocketError| match err {
             SocketError::BindDevice(err) => gst::error_msg!(
                 gst::ResourceError::OpenWrite,
                 (
-                    "Link {}: cannot bind {} socket to interface {} (SO_BINDTODEVICE needs CAP_NET_RAW): {}",
+                    "Link {}: {} socket {}",
                     uri.uri,
                     what,
-                    uri.iface.as_deref().unwrap_or_default(),
-                    err
+                    common::bind_device_error_text(uri.iface.as_deref().unwrap_or_default(), &err)
                 )
             ),
             SocketError::Bind(addr, err) => gst::error_msg!(
                 gst::ResourceError::OpenWrite,
-                ("Link {}: cannot bind {} socket to {}: {}", uri.uri, what, addr, err)
+                (
+                    "Link {}: cannot bind {} socket to {}: {}",
+                    uri.uri,
+                    what,
+                    addr,
+                    err
+                )
             ),
             SocketError::Other(err) => gst::error_msg!(
                 gst::ResourceError::OpenWrite,
                 ("Link {}: cannot create {} socket: {}", uri.uri, what, err)
             ),
-        }
         };
         let rtp = common::udp_socket(
             &Bind {
