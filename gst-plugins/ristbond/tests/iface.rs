@@ -736,3 +736,87 @@ fn overlong_interface_name_is_refused_not_truncated() {
         assert!(err.contains("15 bytes"), "{factory}: {err}");
     }
 }
+
+#[test]
+fn live_link_on_unknown_interface_is_refused_and_the_running_links_go_on() {
+    // The agent's `stream.links.update` sets `links` while PLAYING; a modem interface
+    // that is not up yet must be a warning naming it, and the links already running
+    // must keep the stream.
+    common::init();
+    let port = common::free_port_pair(24_600);
+    let other = common::free_port_pair(port + 2);
+    let rtp = std::net::UdpSocket::bind(("127.0.0.1", port)).unwrap();
+    let rtp_other = std::net::UdpSocket::bind(("127.0.0.1", other)).unwrap();
+    for s in [&rtp, &rtp_other] {
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    }
+    let pipeline = gst::parse::launch(&format!(
+        "appsrc name=src caps=video/mpegts,systemstream=true format=time \
+         ! ristbondsink name=sink links=rist://127.0.0.1:{port} eos-linger=0 sync=false"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let appsrc = pipeline
+        .by_name("src")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let mut buf = [0u8; 2048];
+    appsrc
+        .push_buffer(gst::Buffer::from_slice(common::ts_packets(7, 1)))
+        .unwrap();
+    rtp.recv_from(&mut buf).expect("RTP before the update");
+
+    let links = format!("rist://127.0.0.1:{port},rist://127.0.0.1:{other}?iface=doesnotexist0");
+    pipeline
+        .by_name("sink")
+        .unwrap()
+        .set_property("links", &links);
+    let bus = pipeline.bus().unwrap();
+    let warning = bus
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(5),
+            &[gst::MessageType::Warning, gst::MessageType::Error],
+        )
+        .expect("a warning for the refused update");
+    let text = match warning.view() {
+        gst::MessageView::Warning(w) => format!("{} {:?}", w.error(), w.debug()),
+        other => panic!("expected a warning, got {other:?}"),
+    };
+    assert!(text.contains("\"doesnotexist0\""), "{text}");
+    assert!(text.contains("no such network interface"), "{text}");
+    assert!(
+        !text.contains("ErrorMessage"),
+        "a plain text, not a Debug dump: {text}"
+    );
+
+    // The running link still carries the stream, the refused one carries nothing.
+    for i in 0..20 {
+        appsrc
+            .push_buffer(gst::Buffer::from_slice(common::ts_packets(7, 0x80 | i)))
+            .unwrap();
+    }
+    let mut fills = Vec::new();
+    while fills.len() < 20 {
+        let (n, _) = rtp
+            .recv_from(&mut buf)
+            .expect("RTP after the refused update");
+        if n == 12 + 1316 {
+            fills.push(buf[12 + 4]);
+        }
+    }
+    assert!(
+        fills.contains(&0x93),
+        "the last buffer went out: {fills:x?}"
+    );
+    rtp_other
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    assert!(
+        rtp_other.recv_from(&mut buf).is_err(),
+        "the refused link sent"
+    );
+    pipeline.set_state(gst::State::Null).unwrap();
+}

@@ -161,6 +161,28 @@ struct ConfigLink {
     interface: Option<String>,
 }
 
+/// A setting or link the element refuses: the error kind and the text, kept apart so the
+/// same text becomes an element error at start or a warning message for a change made
+/// while running.
+#[derive(Debug)]
+struct Refusal {
+    kind: gst::ResourceError,
+    text: String,
+}
+
+/// `refusal!(KIND, "format", args…)`: a [`Refusal`] of `KIND` with the formatted text.
+macro_rules! refusal {
+    ($kind:expr, $($fmt:tt)+) => {
+        Refusal { kind: $kind, text: format!($($fmt)+) }
+    };
+}
+
+impl From<Refusal> for gst::ErrorMessage {
+    fn from(r: Refusal) -> Self {
+        gst::error_msg!(r.kind, ("{}", r.text))
+    }
+}
+
 /// One configured link, before sockets exist.
 #[derive(Debug, Clone, PartialEq)]
 struct LinkSpec {
@@ -439,34 +461,31 @@ fn rtcp_thread(
 impl RistBondSink {
     /// The links to use (the `links` property, or `config.links[]` when it is empty)
     /// and the scheduler settings of `config`.
-    fn link_specs(
-        &self,
-        settings: &Settings,
-    ) -> Result<(Vec<LinkSpec>, SchedulerConfig), gst::ErrorMessage> {
+    fn link_specs(&self, settings: &Settings) -> Result<(Vec<LinkSpec>, SchedulerConfig), Refusal> {
         let config: BondingConfig = if settings.config.trim().is_empty() {
             BondingConfig::default()
         } else {
             toml::from_str(&settings.config).map_err(|err| {
-                gst::error_msg!(
+                refusal!(
                     gst::ResourceError::Settings,
-                    ("Invalid `config` (bonding_config TOML): {}", err)
+                    "Invalid `config` (bonding_config TOML): {}",
+                    err
                 )
             })?
         };
         if let Some(version) = config.version.filter(|v| *v != 1) {
-            return Err(gst::error_msg!(
+            return Err(refusal!(
                 gst::ResourceError::Settings,
-                (
-                    "Unsupported bonding_config version {} (expected 1)",
-                    version
-                )
+                "Unsupported bonding_config version {} (expected 1)",
+                version
             ));
         }
         let scheduler = match &config.scheduler {
             Some(t) => t.to_config().map_err(|err| {
-                gst::error_msg!(
+                refusal!(
                     gst::ResourceError::Settings,
-                    ("Invalid `config` (bonding_config TOML): {}", err)
+                    "Invalid `config` (bonding_config TOML): {}",
+                    err
                 )
             })?,
             None => SchedulerConfig::default(),
@@ -481,9 +500,7 @@ impl RistBondSink {
                 );
             }
             LinkUri::parse_list(&settings.links)
-                .map_err(|err| {
-                    gst::error_msg!(gst::ResourceError::Settings, ("Invalid `links`: {}", err))
-                })?
+                .map_err(|err| refusal!(gst::ResourceError::Settings, "Invalid `links`: {}", err))?
                 .into_iter()
                 .enumerate()
                 .map(|(i, uri)| LinkSpec {
@@ -495,15 +512,18 @@ impl RistBondSink {
             let mut specs: Vec<LinkSpec> = Vec::new();
             for link in &config.links {
                 let mut uri = LinkUri::parse(&link.uri).map_err(|err| {
-                    gst::error_msg!(
+                    refusal!(
                         gst::ResourceError::Settings,
-                        ("Invalid bonding_config link {}: {}", link.id, err)
+                        "Invalid bonding_config link {}: {}",
+                        link.id,
+                        err
                     )
                 })?;
                 if specs.iter().any(|s| s.id == link.id) {
-                    return Err(gst::error_msg!(
+                    return Err(refusal!(
                         gst::ResourceError::Settings,
-                        ("Duplicate bonding_config link id {}", link.id)
+                        "Duplicate bonding_config link id {}",
+                        link.id
                     ));
                 }
                 if let Some(iface) = link.interface.as_ref().filter(|i| !i.is_empty()) {
@@ -515,18 +535,16 @@ impl RistBondSink {
         };
 
         if specs.is_empty() {
-            return Err(gst::error_msg!(
+            return Err(refusal!(
                 gst::ResourceError::Settings,
-                ("No links: set `links` (rist://HOST:PORT,...) or `config` with [[links]]")
+                "No links: set `links` (rist://HOST:PORT,...) or `config` with [[links]]"
             ));
         }
         if let Some(s) = specs.iter().find(|s| s.uri.listen) {
-            return Err(gst::error_msg!(
+            return Err(refusal!(
                 gst::ResourceError::Settings,
-                (
-                    "Link {} is a listen URI (rist://@...); ristbondsink needs destinations",
-                    s.uri.uri
-                )
+                "Link {} is a listen URI (rist://@...); ristbondsink needs destinations",
+                s.uri.uri
             ));
         }
         Ok((specs, scheduler))
@@ -618,47 +636,49 @@ impl RistBondSink {
         );
     }
 
-    fn post_warning_message(&self, err: gst::ErrorMessage) {
-        let text = format!("{err:?}");
-        let msg = gst::message::Warning::builder(gst::ResourceError::Settings, &text)
+    /// Post a refused live change as a warning message with the refusal's own text.
+    fn post_warning_message(&self, err: Refusal) {
+        let msg = gst::message::Warning::builder(err.kind, &err.text)
             .src(&*self.obj())
             .build();
         let _ = self.obj().post_message(msg);
     }
 
-    fn open_link(&self, spec: &LinkSpec) -> Result<LinkIo, gst::ErrorMessage> {
+    fn open_link(&self, spec: &LinkSpec) -> Result<LinkIo, Refusal> {
         let uri = &spec.uri;
         let rtp_dest = common::resolve(&uri.host, uri.port).map_err(|err| {
-            gst::error_msg!(
+            refusal!(
                 gst::ResourceError::NotFound,
-                ("Link {}: cannot resolve {}: {}", uri.uri, uri.host, err)
+                "Link {}: cannot resolve {}: {}",
+                uri.uri,
+                uri.host,
+                err
             )
         })?;
         let mut rtcp_dest = rtp_dest;
         rtcp_dest.set_port(uri.port + 1);
         let socket_error = |what: &str, err: SocketError| match err {
-            SocketError::BindDevice(err) => gst::error_msg!(
+            SocketError::BindDevice(err) => refusal!(
                 gst::ResourceError::OpenWrite,
-                (
-                    "Link {}: {} socket {}",
-                    uri.uri,
-                    what,
-                    common::bind_device_error_text(uri.iface.as_deref().unwrap_or_default(), &err)
-                )
+                "Link {}: {} socket {}",
+                uri.uri,
+                what,
+                common::bind_device_error_text(uri.iface.as_deref().unwrap_or_default(), &err)
             ),
-            SocketError::Bind(addr, err) => gst::error_msg!(
+            SocketError::Bind(addr, err) => refusal!(
                 gst::ResourceError::OpenWrite,
-                (
-                    "Link {}: cannot bind {} socket to {}: {}",
-                    uri.uri,
-                    what,
-                    addr,
-                    err
-                )
+                "Link {}: cannot bind {} socket to {}: {}",
+                uri.uri,
+                what,
+                addr,
+                err
             ),
-            SocketError::Other(err) => gst::error_msg!(
+            SocketError::Other(err) => refusal!(
                 gst::ResourceError::OpenWrite,
-                ("Link {}: cannot create {} socket: {}", uri.uri, what, err)
+                "Link {}: cannot create {} socket: {}",
+                uri.uri,
+                what,
+                err
             ),
         };
         let rtp = common::udp_socket(
