@@ -141,13 +141,16 @@ fn check_iface_name(iface: &str) -> io::Result<()> {
     Err(io::Error::new(io::ErrorKind::InvalidInput, why))
 }
 
+/// `ENODEV` on Linux (asm-generic/errno-base.h, the same on every architecture): no such
+/// device. `SO_BINDTODEVICE` on a missing interface, and a send on a socket bound to an
+/// interface that has since been deleted.
+pub const ENODEV: i32 = 19;
+
 /// Text of an element error for a failed `SO_BINDTODEVICE` on `iface`, naming the likely
 /// cause: `ENODEV` (no such interface, e.g. the modem is not up yet), `EPERM` (the
 /// process lacks `CAP_NET_RAW`, see the systemd unit's `AmbientCapabilities`), or a
 /// name refused by [`udp_socket`] before the call.
 pub fn bind_device_error_text(iface: &str, err: &io::Error) -> String {
-    /// `ENODEV` on Linux (asm-generic/errno-base.h), the same on every architecture.
-    const ENODEV: i32 = 19;
     let cause = if err.raw_os_error() == Some(ENODEV) {
         "no such network interface"
     } else if err.kind() == io::ErrorKind::PermissionDenied {

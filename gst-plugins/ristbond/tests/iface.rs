@@ -154,8 +154,8 @@ impl TestBed {
         ip(&["netns", "add", &bed.rx]);
         for ns in [&bed.tx, &bed.rx] {
             // No IPv6 (its neighbour discovery would add packets to the counters); loose
-            // reverse-path filtering, as Debian sets it: RTCP answers for link B arrive
-            // on tb although the best route back to the receiver is ta.
+            // reverse-path filtering (strict would drop the RTCP answers for link B, which
+            // arrive on tb although the best route back to the receiver is ta).
             in_ns(
                 ns,
                 &[
@@ -169,33 +169,6 @@ impl TestBed {
             );
             ip(&["-n", ns, "link", "set", "lo", "up"]);
         }
-        for (i, net) in ["10.201.1", "10.201.2"].iter().enumerate() {
-            let (t, r) = (&bed.tx_if[i], &bed.rx_if[i]);
-            ip(&[
-                "link", "add", t, "netns", &bed.tx, "type", "veth", "peer", "name", r, "netns",
-                &bed.rx,
-            ]);
-            ip(&[
-                "-n",
-                &bed.tx,
-                "addr",
-                "add",
-                &format!("{net}.1/24"),
-                "dev",
-                t,
-            ]);
-            ip(&[
-                "-n",
-                &bed.rx,
-                "addr",
-                "add",
-                &format!("{net}.2/24"),
-                "dev",
-                r,
-            ]);
-            ip(&["-n", &bed.tx, "link", "set", t, "up"]);
-            ip(&["-n", &bed.rx, "link", "set", r, "up"]);
-        }
         ip(&[
             "-n",
             &bed.rx,
@@ -205,25 +178,51 @@ impl TestBed {
             "dev",
             "lo",
         ]);
-        for (i, (gw, metric)) in [("10.201.1.2", "10"), ("10.201.2.2", "20")]
-            .into_iter()
-            .enumerate()
-        {
-            ip(&[
-                "-n",
-                &bed.tx,
-                "route",
-                "add",
-                &format!("{RX_ADDR}/32"),
-                "via",
-                gw,
-                "dev",
-                &bed.tx_if[i],
-                "metric",
-                metric,
-            ]);
-        }
+        bed.add_pair(0);
+        bed.add_pair(1);
         bed
+    }
+
+    /// Create veth pair `i` (A: 10.201.1.0/24, B: 10.201.2.0/24) with its addresses and
+    /// TX's route to the receiver through it (metric 10 for A, 20 for B).
+    fn add_pair(&self, i: usize) {
+        let net = ["10.201.1", "10.201.2"][i];
+        let (t, r) = (&self.tx_if[i], &self.rx_if[i]);
+        ip(&[
+            "link", "add", t, "netns", &self.tx, "type", "veth", "peer", "name", r, "netns",
+            &self.rx,
+        ]);
+        ip(&[
+            "-n",
+            &self.tx,
+            "addr",
+            "add",
+            &format!("{net}.1/24"),
+            "dev",
+            t,
+        ]);
+        ip(&[
+            "-n",
+            &self.rx,
+            "addr",
+            "add",
+            &format!("{net}.2/24"),
+            "dev",
+            r,
+        ]);
+        ip(&["-n", &self.tx, "link", "set", t, "up"]);
+        ip(&["-n", &self.rx, "link", "set", r, "up"]);
+        let (dest, via) = (format!("{RX_ADDR}/32"), format!("{net}.2"));
+        let metric = ["10", "20"][i];
+        ip(&[
+            "-n", &self.tx, "route", "add", &dest, "via", &via, "dev", t, "metric", metric,
+        ]);
+    }
+
+    /// Delete veth pair `i` (both ends, and TX's route through it), as when a modem's
+    /// interface disappears.
+    fn del_pair(&self, i: usize) {
+        ip(&["-n", &self.tx, "link", "del", &self.tx_if[i]]);
     }
 
     /// `tx_packets` of TX's interfaces (link 0, link 1).
@@ -418,6 +417,11 @@ fn per_link(stats: &gst::Structure, name: &str) -> [u64; 2] {
 struct Run {
     /// `tx_packets` of TX's interfaces grown during the run (link 0's, link 1's).
     tx_packets: [u64; 2],
+    /// `tx_packets` of TX's interfaces at the end (an interface created during the run
+    /// counts from 0).
+    tx_after: [u64; 2],
+    /// The sink's last `ristbond-stats`.
+    sink_stats: gst::Structure,
     /// RTP datagrams the sink sent per link (originals, retransmissions, copies).
     rtp_sent: [u64; 2],
     /// RTP datagrams the source received per link.
@@ -429,10 +433,17 @@ struct Run {
     received_ts: Vec<u8>,
 }
 
-/// Run the test encode through `ristbondsink` (as `sender`) with `sink_query[i]` appended
-/// to link i's URI (TX), into `ristbondsrc` (as root) with `src_query[i]` appended to its
-/// link i (RX).
-fn run(bed: &TestBed, sender: As, sink_query: [&str; 2], src_query: [&str; 2]) -> Run {
+/// Run `frames` of the test encode through `ristbondsink` (as `sender`) with
+/// `sink_query[i]` appended to link i's URI (TX), into `ristbondsrc` (as root) with
+/// `src_query[i]` appended to its link i (RX); `during` runs once the sender started.
+fn run(
+    bed: &TestBed,
+    frames: u32,
+    sender: As,
+    sink_query: [&str; 2],
+    src_query: [&str; 2],
+    during: impl FnOnce(),
+) -> Run {
     common::init();
     let work = Work::new();
     let src_links = format!(
@@ -483,11 +494,12 @@ fn run(bed: &TestBed, sender: As, sink_query: [&str; 2], src_query: [&str; 2]) -
         &format!(
             "{} ! tee name=t t. ! queue ! ristbondsink name=sink links={sink_links} \
              stats-interval=500 t. ! queue ! filesink location={}",
-            common::encode_chain(FRAMES),
+            common::encode_chain(frames),
             sent_ts.display()
         ),
         "sender.log",
     );
+    during();
     let status = sender.wait("sender", Duration::from_secs(60));
     let sender_secs = started.elapsed().as_secs_f64();
     let after = bed.tx_packets();
@@ -514,12 +526,14 @@ fn run(bed: &TestBed, sender: As, sink_query: [&str; 2], src_query: [&str; 2]) -
     ]
     .map(|f| per_link(&sink_stats, f));
     let run = Run {
-        tx_packets: [after[0] - before[0], after[1] - before[1]],
+        tx_packets: [0, 1].map(|i| after[i].saturating_sub(before[i])),
+        tx_after: after,
         rtp_sent: [0, 1].map(|i| o[i] + r[i] + d[i]),
         rtp_received: per_link(&src_stats, "received-packets"),
         sender_secs,
         sent_ts: std::fs::read(&sent_ts).expect("sent.ts"),
         received_ts: std::fs::read(work.path("received.ts")).expect("received.ts"),
+        sink_stats,
     };
     eprintln!(
         "tx_packets {:?}, RTP sent per link {:?}, RTP received per link {:?}, sender ran {:.1} s",
@@ -565,7 +579,14 @@ fn bound_links_each_leave_by_their_own_interface() {
     assert!(caps.contains(&format!("Uid:\t{NOBODY}\t")), "{caps}");
     assert!(caps.contains("CapEff:\t0000000000002000"), "{caps}");
     let query = [0, 1].map(|i| format!("?iface={}", bed.tx_if[i]));
-    let run = run(&bed, As::UserWithNetRaw, [&query[0], &query[1]], ["", ""]);
+    let run = run(
+        &bed,
+        FRAMES,
+        As::UserWithNetRaw,
+        [&query[0], &query[1]],
+        ["", ""],
+        || {},
+    );
     assert_complete(&run);
 
     let total: u64 = run.rtp_sent.iter().sum();
@@ -610,7 +631,7 @@ fn unbound_links_all_leave_by_the_routed_interface() {
     }
     // The negative control of the test above: same pipelines without `?iface=`.
     let bed = TestBed::new('u');
-    let run = run(&bed, As::Root, ["", ""], ["", ""]);
+    let run = run(&bed, FRAMES, As::Root, ["", ""], ["", ""], || {});
     assert_complete(&run);
     let total: u64 = run.rtp_sent.iter().sum();
     assert!(
@@ -641,7 +662,14 @@ fn bound_receiver_link_ignores_its_port_on_another_interface() {
     // to ra (where its packets arrive) and link 1 to rb (where they do not).
     let bed = TestBed::new('r');
     let query = [0, 1].map(|i| format!("?iface={}", bed.rx_if[i]));
-    let run = run(&bed, As::Root, ["", ""], [&query[0], &query[1]]);
+    let run = run(
+        &bed,
+        FRAMES,
+        As::Root,
+        ["", ""],
+        [&query[0], &query[1]],
+        || {},
+    );
     assert!(
         run.tx_packets[1] <= 5,
         "{} sent {} packets",
@@ -819,4 +847,44 @@ fn live_link_on_unknown_interface_is_refused_and_the_running_links_go_on() {
         "the refused link sent"
     );
     pipeline.set_state(gst::State::Null).unwrap();
+}
+
+#[test]
+fn bound_link_comes_back_when_its_interface_is_created_again() {
+    if !can_run("bound_link_comes_back_when_its_interface_is_created_again") {
+        return;
+    }
+    // A modem reset: link 1's interface disappears for 1 s and an interface of the same
+    // name comes back (another index). The sink reopens the link on it.
+    let bed = TestBed::new('c');
+    let query = [0, 1].map(|i| format!("?iface={}", bed.tx_if[i]));
+    let run = run(
+        &bed,
+        240,
+        As::Root,
+        [&query[0], &query[1]],
+        ["", ""],
+        || {
+            std::thread::sleep(Duration::from_millis(1500));
+            bed.del_pair(1);
+            std::thread::sleep(Duration::from_millis(1000));
+            bed.add_pair(1);
+        },
+    );
+    let links = common::links_of(&run.sink_stats);
+    assert_eq!(links[1].get::<&str>("state"), Ok("Live"), "{}", links[1]);
+    // Counted since the reopen (a reopened link starts over).
+    assert!(
+        run.rtp_sent[1] >= 50,
+        "link 1 after the reopen: {:?}",
+        run.rtp_sent
+    );
+    assert!(
+        run.tx_after[1] > run.rtp_sent[1],
+        "the new {} sent {} packets, link 1 {} RTP packets since it came back",
+        bed.tx_if[1],
+        run.tx_after[1],
+        run.rtp_sent[1]
+    );
+    assert_complete(&run);
 }

@@ -205,6 +205,10 @@ struct LinkIo {
     spec: LinkSpec,
     /// Set to end this link's RTCP thread (link removed while running).
     stop: AtomicBool,
+    /// A send failed with `ENODEV`: the interface this link is bound to (`iface=`) is
+    /// gone. Its sockets stay bound to the old interface index even when an interface
+    /// of the same name comes back (modem reset), so the timer thread reopens the link.
+    device_gone: AtomicBool,
 }
 
 /// The protocol state shared by `render()` and the link threads.
@@ -224,6 +228,9 @@ struct Shared {
     /// Wakes the timer thread when the core's timeout may have moved.
     wake: Condvar,
     stop: AtomicBool,
+    /// Held while the link set is changed (live config, reopening a link whose
+    /// interface came back), so two changes never interleave.
+    reconfigure: Mutex<()>,
 }
 
 /// Running state, from `start()` to `stop()`.
@@ -272,6 +279,9 @@ impl Shared {
                 Channel::Rtcp => (&link.rtcp, link.rtcp_dest),
             };
             if let Err(err) = socket.send_to(&t.data, dest) {
+                if err.raw_os_error() == Some(common::ENODEV) && !link.iface.is_empty() {
+                    link.device_gone.store(true, Ordering::Release);
+                }
                 let n = link.send_errors.fetch_add(1, Ordering::Relaxed) + 1;
                 if n == 1 || n.is_power_of_two() {
                     gst::debug!(
@@ -378,11 +388,27 @@ fn post_transition(
 /// produce and posts periodic stats.
 fn timer_thread(shared: Arc<Shared>, element: glib::WeakRef<super::RistBondSink>) {
     let mut core = lock(&shared.core);
+    let mut next_reopen = Instant::now();
     loop {
         if shared.stop.load(Ordering::Acquire) {
             return;
         }
         let now = Instant::now();
+        if now >= next_reopen
+            && shared
+                .links()
+                .iter()
+                .any(|l| l.device_gone.load(Ordering::Acquire))
+        {
+            next_reopen = now + REOPEN_INTERVAL;
+            drop(core);
+            let Some(element) = element.upgrade() else {
+                return;
+            };
+            element.imp().reopen_gone_links(&shared);
+            core = lock(&shared.core);
+            continue;
+        }
         if core.sender.poll_timeout().is_some_and(|t| t <= now) {
             core.sender.handle_timeout(now);
         }
@@ -415,6 +441,9 @@ fn timer_thread(shared: Arc<Shared>, element: glib::WeakRef<super::RistBondSink>
         core = common::wait_until(&shared.wake, core, now, deadline);
     }
 }
+
+/// How often a link whose interface is gone tries to reopen on it.
+const REOPEN_INTERVAL: Duration = Duration::from_secs(1);
 
 /// RTCP thread of one link: feeds RR/NACKs to the core and sends the retransmissions.
 fn rtcp_thread(
@@ -558,6 +587,7 @@ impl RistBondSink {
         let Some(shared) = lock(&self.state).as_ref().map(|s| s.shared.clone()) else {
             return;
         };
+        let _reconfigure = lock(&shared.reconfigure);
         let (specs, scheduler) = match self.link_specs(&settings) {
             Ok(v) => v,
             Err(err) => {
@@ -587,10 +617,72 @@ impl RistBondSink {
                 }
             }
         }
+        let (n_opened, n_removed) = (opened.len(), removed.len());
+        self.replace_links(&shared, Some(scheduler), removed, opened);
+        gst::info!(
+            CAT,
+            imp = self,
+            "live config applied: {n_opened} link(s) added, {n_removed} removed"
+        );
+    }
+
+    /// Links whose interface is gone (`device_gone`): open each again from its spec;
+    /// where that works (an interface of that name is back), the new link replaces the
+    /// old one under the same id and starts over as a new link (`Probing`). Where it
+    /// does not, the link stays as it is and is tried again later.
+    fn reopen_gone_links(&self, shared: &Arc<Shared>) {
+        let _reconfigure = lock(&shared.reconfigure);
+        let gone: Vec<Arc<LinkIo>> = shared
+            .links()
+            .iter()
+            .filter(|l| l.device_gone.load(Ordering::Acquire))
+            .cloned()
+            .collect();
+        let mut removed = Vec::new();
+        let mut opened = Vec::new();
+        for old in gone {
+            match self.open_link(&old.spec) {
+                Ok(link) => {
+                    gst::info!(
+                        CAT,
+                        imp = self,
+                        "link {} ({}): interface {} is back, link reopened",
+                        old.id,
+                        old.uri,
+                        old.iface
+                    );
+                    removed.push(old);
+                    opened.push(Arc::new(link));
+                }
+                Err(err) => gst::debug!(
+                    CAT,
+                    imp = self,
+                    "link {}: interface still gone: {}",
+                    old.id,
+                    err.text
+                ),
+            }
+        }
+        if !opened.is_empty() {
+            self.replace_links(shared, None, removed, opened);
+        }
+    }
+
+    /// Swap `removed` for `opened` in the running link set (the core, the socket list
+    /// and the RTCP threads), and set `scheduler` if given. Caller holds `reconfigure`.
+    fn replace_links(
+        &self,
+        shared: &Arc<Shared>,
+        scheduler: Option<SchedulerConfig>,
+        removed: Vec<Arc<LinkIo>>,
+        opened: Vec<Arc<LinkIo>>,
+    ) {
         let now = Instant::now();
         {
             let mut core = lock(&shared.core);
-            core.sender.set_scheduler(scheduler);
+            if let Some(scheduler) = scheduler {
+                core.sender.set_scheduler(scheduler);
+            }
             for l in &removed {
                 let _ = core.sender.remove_link(l.id);
             }
@@ -627,13 +719,6 @@ impl RistBondSink {
             let _ = t.join();
         }
         shared.wake.notify_all();
-        gst::info!(
-            CAT,
-            imp = self,
-            "live config applied: {} link(s) added, {} removed",
-            opened.len(),
-            removed.len()
-        );
     }
 
     /// Post a refused live change as a warning message with the refusal's own text.
@@ -726,6 +811,7 @@ impl RistBondSink {
             send_errors: AtomicU64::new(0),
             spec: spec.clone(),
             stop: AtomicBool::new(false),
+            device_gone: AtomicBool::new(false),
         })
     }
 
@@ -1025,6 +1111,7 @@ impl BaseSinkImpl for RistBondSink {
             link_threads: Mutex::new(Vec::new()),
             wake: Condvar::new(),
             stop: AtomicBool::new(false),
+            reconfigure: Mutex::new(()),
         });
 
         let weak = self.obj().downgrade();
