@@ -367,6 +367,14 @@ impl Work {
     /// Start `gst-launch-1.0 -m PIPELINE` as `who` in namespace `ns`, output to `log`.
     /// `pipeline` is split at spaces, so no value may contain one.
     fn launch(&self, ns: &str, who: As, pipeline: &str, log: &str) -> Proc {
+        assert!(
+            !self
+                .dir
+                .path()
+                .to_string_lossy()
+                .contains(char::is_whitespace),
+            "the temp dir path must have no spaces (TMPDIR)"
+        );
         let log = std::fs::File::create(self.path(log)).expect("log file");
         let home = self.writable(who);
         let mut cmd = Command::new("ip");
@@ -400,7 +408,7 @@ fn last_stats(log: &str) -> gst::Structure {
     let line = log
         .lines()
         .rev()
-        .find_map(|l| l.split_once("(element): ristbond-stats").map(|_| l))
+        .find(|l| l.contains("(element): ristbond-stats"))
         .unwrap_or_else(|| panic!("no ristbond-stats message in:\n{log}"));
     let text = line.split_once("(element): ").unwrap().1;
     gst::Structure::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
