@@ -423,6 +423,23 @@ impl Receiver {
         Some(out)
     }
 
+    /// True when [`Receiver::poll_output`] at `now` would return something: a packet
+    /// next in order, or a gap at the head whose deadline has passed. Does not change
+    /// any state; lets an I/O layer wake its output thread only when there is output.
+    pub fn has_output(&self, now: Instant) -> bool {
+        if !self.pending_out.is_empty() {
+            return true;
+        }
+        if self.epoch.as_ref().is_none_or(|e| e.hold_until > now) {
+            return false;
+        }
+        self.held.contains_key(&self.next_out)
+            || self
+                .missing
+                .get(&self.next_out)
+                .is_some_and(|g| g.deadline <= now)
+    }
+
     /// Next RTCP datagram (RR, NACK) to send back to the sender on a link.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.tx.pop_front()
@@ -962,21 +979,28 @@ mod tests {
         L(u16, u64),
     }
 
+    /// Drain the output at `now`, checking before every call that
+    /// [`Receiver::has_output`] predicts what [`Receiver::poll_output`] returns.
     fn outputs(r: &mut Receiver, now: Instant) -> Vec<O> {
-        std::iter::from_fn(|| r.poll_output(now))
-            .map(|o| match o {
-                Output::Packet {
-                    seq,
-                    payload,
-                    recovered,
-                    ..
-                } => {
-                    assert_eq!(&payload[1..3], &(seq as u16).to_be_bytes());
-                    O::P(seq as u16, recovered)
-                }
-                Output::Lost { first, count } => O::L(first as u16, count),
-            })
-            .collect()
+        std::iter::from_fn(|| {
+            let predicted = r.has_output(now);
+            let out = r.poll_output(now);
+            assert_eq!(predicted, out.is_some(), "has_output disagrees: {out:?}");
+            out
+        })
+        .map(|o| match o {
+            Output::Packet {
+                seq,
+                payload,
+                recovered,
+                ..
+            } => {
+                assert_eq!(&payload[1..3], &(seq as u16).to_be_bytes());
+                O::P(seq as u16, recovered)
+            }
+            Output::Lost { first, count } => O::L(first as u16, count),
+        })
+        .collect()
     }
 
     /// Feed the stream's first packet on link 0 at `t0` and wait out the start-up

@@ -316,6 +316,7 @@ impl Sender {
             self.packets_dropped += 1;
             return Ok(());
         }
+        self.expire(now);
         let critical = self.sched.critical_broadcast && self.classifier.is_critical(payload);
         self.input_bytes += payload.len() as u64;
         if self.pending.len() >= MAX_PENDING {
@@ -404,13 +405,22 @@ impl Sender {
         self.transitions.pop_front()
     }
 
-    /// When [`Sender::handle_timeout`] must be called next (next SR, buffer expiry,
-    /// pacing, deadline of the oldest queued payload, dead-link check).
+    /// True when a link state change waits for [`Sender::poll_transition`] (lets an
+    /// I/O layer wake the thread that reports them only when there is one).
+    pub fn has_transition(&self) -> bool {
+        !self.transitions.is_empty()
+    }
+
+    /// When [`Sender::handle_timeout`] must be called next (next SR, pacing, deadline
+    /// of the oldest queued payload, dead-link check).
+    ///
+    /// The end of a packet's retransmission window is not a timer: it would wake the
+    /// caller once per packet sent. The history is trimmed instead whenever the sender
+    /// is called (every payload, RTCP datagram and timeout; SRs keep the timeouts
+    /// coming), and always before a NACK is looked up, so no packet older than
+    /// [`SenderConfig::retransmit_buffer`] is ever resent.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let mut t = self
-            .history
-            .front()
-            .map(|p| p.sent_at + self.config.retransmit_buffer);
+        let mut t: Option<Instant> = None;
         let mut consider = |x: Instant| t = Some(t.map_or(x, |t| t.min(x)));
         for l in self.links.values() {
             consider(l.next_sr);

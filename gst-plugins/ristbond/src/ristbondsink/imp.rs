@@ -217,6 +217,22 @@ struct Core {
     sender: Sender,
     /// When the next periodic `ristbond-stats` is due (`None`: stats-interval 0).
     stats: Option<common::StatsSchedule>,
+    /// When the timer thread will next wake by itself (`None` while it runs).
+    timer_deadline: Option<Instant>,
+}
+
+impl Core {
+    /// True when the timer thread must be woken before its own deadline: a core timer
+    /// (SR, pacing, dead-link check) moved before it, or a link state change waits to
+    /// be posted. Checked after every payload and RTCP datagram, so the common case
+    /// (nothing changed) costs no wake-up and no context switch.
+    fn timer_thread_needed(&self) -> bool {
+        self.sender.has_transition()
+            || self
+                .sender
+                .poll_timeout()
+                .is_some_and(|t| self.timer_deadline.is_some_and(|d| t < d))
+    }
 }
 
 #[derive(Debug)]
@@ -438,7 +454,9 @@ fn timer_thread(shared: Arc<Shared>, element: glib::WeakRef<super::RistBondSink>
         if let Some(schedule) = &core.stats {
             deadline = deadline.min(schedule.next());
         }
+        core.timer_deadline = Some(deadline);
         core = common::wait_until(&shared.wake, core, now, deadline);
+        core.timer_deadline = None;
     }
 }
 
@@ -466,7 +484,7 @@ fn rtcp_thread(
             }
         };
         let now = Instant::now();
-        let transmits = {
+        let (transmits, wake) = {
             let mut core = lock(&shared.core);
             if let Err(err) = core.sender.handle_rtcp(link.id, &buf[..n], now) {
                 if let Some(element) = element.upgrade() {
@@ -478,9 +496,11 @@ fn rtcp_thread(
                     );
                 }
             }
-            drain(&mut core.sender)
+            (drain(&mut core.sender), core.timer_thread_needed())
         };
-        shared.wake.notify_all();
+        if wake {
+            shared.wake.notify_one();
+        }
         if let Some(element) = element.upgrade() {
             shared.send(element.upcast_ref(), transmits);
         }
@@ -823,7 +843,7 @@ impl RistBondSink {
         }
         let shared = &state.shared;
         let now = Instant::now();
-        let transmits = {
+        let (transmits, wake) = {
             let mut core = lock(&shared.core);
             for chunk in data.chunks(MAX_PAYLOAD) {
                 if let Err(err) = core.sender.send_payload(chunk, rtp_timestamp, now) {
@@ -835,9 +855,11 @@ impl RistBondSink {
                     );
                 }
             }
-            drain(&mut core.sender)
+            (drain(&mut core.sender), core.timer_thread_needed())
         };
-        shared.wake.notify_all();
+        if wake {
+            shared.wake.notify_one();
+        }
         shared.send(self.obj().upcast_ref(), transmits);
     }
 
@@ -1106,6 +1128,7 @@ impl BaseSinkImpl for RistBondSink {
             core: Mutex::new(Core {
                 sender,
                 stats: common::StatsSchedule::new(settings.stats_interval_ms, now),
+                timer_deadline: None,
             }),
             links: RwLock::new(links),
             link_threads: Mutex::new(Vec::new()),

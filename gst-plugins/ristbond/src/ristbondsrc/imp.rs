@@ -106,14 +106,22 @@ struct Core {
     discont: bool,
     /// `idle-timeout` expired: flush what is held, then EOS.
     draining: bool,
+    /// When the timer thread will next wake by itself (`None` while it runs): a link
+    /// thread wakes it earlier only when the receiver's next timer moved before this.
+    timer_deadline: Option<Instant>,
 }
 
 #[derive(Debug)]
 struct Shared {
     links: Vec<LinkIo>,
     core: Mutex<Core>,
-    /// Signalled when data arrived, timers moved, or on unlock/stop.
+    /// Wakes `create()`: output became ready, or unlock/stop. Signalled only when
+    /// there is something to do, so an in-order packet costs one wake-up of the
+    /// streaming thread, not one of every thread.
     wake: Condvar,
+    /// Wakes the timer thread: a receiver timer (NACK retry, RR, gap deadline) is now
+    /// due before `Core::timer_deadline`, or stop.
+    timer_wake: Condvar,
     stop: AtomicBool,
     /// RTCP datagrams dropped because the link's sender address is not known yet.
     rtcp_unaddressed: AtomicU64,
@@ -249,7 +257,9 @@ fn timer_thread(shared: Arc<Shared>, element: glib::WeakRef<super::RistBondSrc>)
         let due = core.stats.as_mut().is_some_and(|s| s.due(now));
         let stats = due.then(|| shared.stats_structure(&core));
         // Output may have become ready (a gap given up): let create() look.
-        shared.wake.notify_all();
+        if core.receiver.has_output(now) {
+            shared.wake.notify_one();
+        }
         if !out.is_empty() || stats.is_some() {
             drop(core);
             let Some(element) = element.upgrade() else {
@@ -269,7 +279,9 @@ fn timer_thread(shared: Arc<Shared>, element: glib::WeakRef<super::RistBondSrc>)
         if let Some(schedule) = &core.stats {
             deadline = deadline.min(schedule.next());
         }
-        core = common::wait_until(&shared.wake, core, now, deadline);
+        core.timer_deadline = Some(deadline);
+        core = common::wait_until(&shared.timer_wake, core, now, deadline);
+        core.timer_deadline = None;
     }
 }
 
@@ -299,7 +311,7 @@ fn recv_thread(
             }
         };
         let now = Instant::now();
-        let (result, out) = {
+        let (result, out, wake_output, wake_timer) = {
             let mut core = lock(&shared.core);
             let result = match channel {
                 Channel::Rtp => {
@@ -323,9 +335,19 @@ fn recv_thread(
                 }
             };
             let out = shared.service(&mut core, now);
-            (result, out)
+            let wake_output = core.receiver.has_output(now);
+            let next_timer = core.receiver.poll_timeout();
+            let wake_timer = next_timer.is_some_and(|t| core.timer_deadline.is_some_and(|d| t < d));
+            (result, out, wake_output, wake_timer)
         };
-        shared.wake.notify_all();
+        // Signalled after the lock is released, so the woken thread does not block
+        // on it again at once (each wasted wake-up is a context switch per packet).
+        if wake_output {
+            shared.wake.notify_one();
+        }
+        if wake_timer {
+            shared.timer_wake.notify_one();
+        }
         let Some(element) = element.upgrade() else {
             continue;
         };
@@ -594,9 +616,11 @@ impl BaseSrcImpl for RistBondSrc {
                 flushing: false,
                 discont: false,
                 draining: false,
+                timer_deadline: None,
             }),
             links,
             wake: Condvar::new(),
+            timer_wake: Condvar::new(),
             stop: AtomicBool::new(false),
             rtcp_unaddressed: AtomicU64::new(0),
             lost: AtomicU64::new(0),
@@ -637,6 +661,7 @@ impl BaseSrcImpl for RistBondSrc {
         if let Err(err) = result {
             shared.stop.store(true, Ordering::Release);
             shared.wake.notify_all();
+            shared.timer_wake.notify_all();
             for t in threads {
                 let _ = t.join();
             }
@@ -666,6 +691,7 @@ impl BaseSrcImpl for RistBondSrc {
         };
         state.shared.stop.store(true, Ordering::Release);
         state.shared.wake.notify_all();
+        state.shared.timer_wake.notify_all();
         for t in state.threads {
             if t.join().is_err() {
                 gst::warning!(CAT, imp = self, "a link thread panicked");
