@@ -434,6 +434,8 @@ struct Run {
     rtp_sent: [u64; 2],
     /// RTP datagrams the source received per link.
     rtp_received: [u64; 2],
+    /// Datagrams the kernel refused to send, per link (`send-errors`).
+    send_errors: [u64; 2],
     /// Wall-clock time the sender ran, s.
     sender_secs: f64,
     /// TS the muxer produced (teed before the sink) and TS the source delivered.
@@ -526,7 +528,6 @@ fn run(
     let sink_stats = last_stats(&work.log("sender.log"));
     let src_stats = last_stats(&work.log("receiver.log"));
     eprintln!("sink stats: {sink_stats}\nsrc stats: {src_stats}");
-    assert_eq!(per_link(&sink_stats, "send-errors"), [0, 0], "{sink_stats}");
     let [o, r, d] = [
         "sent-packets",
         "retransmitted-packets",
@@ -538,20 +539,23 @@ fn run(
         tx_after: after,
         rtp_sent: [0, 1].map(|i| o[i] + r[i] + d[i]),
         rtp_received: per_link(&src_stats, "received-packets"),
+        send_errors: per_link(&sink_stats, "send-errors"),
         sender_secs,
         sent_ts: std::fs::read(&sent_ts).expect("sent.ts"),
         received_ts: std::fs::read(work.path("received.ts")).expect("received.ts"),
         sink_stats,
     };
     eprintln!(
-        "tx_packets {:?}, RTP sent per link {:?}, RTP received per link {:?}, sender ran {:.1} s",
-        run.tx_packets, run.rtp_sent, run.rtp_received, run.sender_secs
+        "tx_packets {:?}, RTP sent per link {:?}, RTP received per link {:?}, send errors {:?}, \
+         sender ran {:.1} s",
+        run.tx_packets, run.rtp_sent, run.rtp_received, run.send_errors, run.sender_secs
     );
     run
 }
 
 /// The received TS is the sent one, byte for byte, with no continuity errors.
 fn assert_complete(run: &Run) {
+    assert_eq!(run.send_errors[0], 0, "link 0 send errors");
     assert!(run.sent_ts.len() > 200 * 1316, "encode too small");
     let mut cc = ContinuityChecker::new();
     cc.push(&run.received_ts);
@@ -595,6 +599,7 @@ fn bound_links_each_leave_by_their_own_interface() {
         ["", ""],
         || {},
     );
+    assert_eq!(run.send_errors, [0, 0]);
     assert_complete(&run);
 
     let total: u64 = run.rtp_sent.iter().sum();
@@ -640,6 +645,7 @@ fn unbound_links_all_leave_by_the_routed_interface() {
     // The negative control of the test above: same pipelines without `?iface=`.
     let bed = TestBed::new('u');
     let run = run(&bed, FRAMES, As::Root, ["", ""], ["", ""], || {});
+    assert_eq!(run.send_errors, [0, 0]);
     assert_complete(&run);
     let total: u64 = run.rtp_sent.iter().sum();
     assert!(
@@ -678,6 +684,7 @@ fn bound_receiver_link_ignores_its_port_on_another_interface() {
         [&query[0], &query[1]],
         || {},
     );
+    assert_eq!(run.send_errors, [0, 0]);
     assert!(
         run.tx_packets[1] <= 5,
         "{} sent {} packets",
@@ -879,6 +886,8 @@ fn bound_link_comes_back_when_its_interface_is_created_again() {
             bed.add_pair(1);
         },
     );
+    // The reopened link may count a few errors (ENETUNREACH) if it opened after the
+    // interface came back but before its address and route did, as with a real modem.
     let links = common::links_of(&run.sink_stats);
     assert_eq!(links[1].get::<&str>("state"), Ok("Live"), "{}", links[1]);
     // Counted since the reopen (a reopened link starts over).
