@@ -77,10 +77,14 @@ pub struct Bind<'a> {
     pub local: Option<SocketAddr>,
 }
 
+/// Longest network interface name Linux accepts, bytes (`IFNAMSIZ` - 1, linux/if.h).
+/// `SO_BINDTODEVICE` silently truncates a longer name, which could bind another interface.
+pub const MAX_IFACE_NAME: usize = 15;
+
 /// What went wrong while creating a socket, for an element error naming the cause.
 #[derive(Debug)]
 pub enum SocketError {
-    /// `SO_BINDTODEVICE` failed.
+    /// `SO_BINDTODEVICE` failed, or the interface name is not one Linux accepts.
     BindDevice(io::Error),
     /// `bind()` failed.
     Bind(SocketAddr, io::Error),
@@ -98,6 +102,7 @@ pub fn udp_socket(bind: &Bind<'_>, read_timeout: Duration) -> Result<UdpSocket, 
     let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
     let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
     if let Some(iface) = bind.iface {
+        check_iface_name(iface).map_err(SocketError::BindDevice)?;
         socket
             .bind_device(Some(iface.as_bytes()))
             .map_err(SocketError::BindDevice)?;
@@ -115,6 +120,47 @@ pub fn udp_socket(bind: &Bind<'_>, read_timeout: Duration) -> Result<UdpSocket, 
         .set_read_timeout(Some(read_timeout))
         .map_err(SocketError::Other)?;
     Ok(socket.into())
+}
+
+/// Refuse names the kernel would not take as they are: empty, longer than
+/// [`MAX_IFACE_NAME`] bytes (`SO_BINDTODEVICE` would truncate them), or containing `/`,
+/// whitespace or NUL (never valid, `dev_valid_name()` in net/core/dev.c).
+fn check_iface_name(iface: &str) -> io::Result<()> {
+    let why = if iface.is_empty() {
+        "the name is empty"
+    } else if iface.len() > MAX_IFACE_NAME {
+        "Linux interface names are at most 15 bytes (IFNAMSIZ)"
+    } else if iface
+        .chars()
+        .any(|c| c == '/' || c == '\0' || c.is_whitespace())
+    {
+        "the name contains '/', whitespace or NUL"
+    } else {
+        return Ok(());
+    };
+    Err(io::Error::new(io::ErrorKind::InvalidInput, why))
+}
+
+/// `ENODEV` on Linux (asm-generic/errno-base.h, the same on every architecture): no such
+/// device. `SO_BINDTODEVICE` on a missing interface, and a send on a socket bound to an
+/// interface that has since been deleted.
+pub const ENODEV: i32 = 19;
+
+/// Text of an element error for a failed `SO_BINDTODEVICE` on `iface`, naming the likely
+/// cause: `ENODEV` (no such interface, e.g. the modem is not up yet), `EPERM` (the
+/// process lacks `CAP_NET_RAW`, see the systemd unit's `AmbientCapabilities`), or a
+/// name refused by [`udp_socket`] before the call.
+pub fn bind_device_error_text(iface: &str, err: &io::Error) -> String {
+    let cause = if err.raw_os_error() == Some(ENODEV) {
+        "no such network interface"
+    } else if err.kind() == io::ErrorKind::PermissionDenied {
+        "the process lacks CAP_NET_RAW"
+    } else if err.kind() == io::ErrorKind::InvalidInput && err.raw_os_error().is_none() {
+        "invalid interface name"
+    } else {
+        "failed"
+    };
+    format!("cannot bind to network interface {iface:?} (SO_BINDTODEVICE): {cause} ({err})")
 }
 
 /// True for errors of a read with timeout that only mean "nothing arrived".
@@ -158,6 +204,26 @@ mod tests {
         // 2^32 / 90000 s ≈ 13.25 h: wraps.
         let wrap_ns = (1u128 << 32) * 1_000_000_000 / 90_000;
         assert!(ns_to_rtp90(wrap_ns as u64 + 1_000_000) < 200);
+    }
+
+    #[test]
+    fn bad_interface_names_are_refused_before_the_kernel_sees_them() {
+        for name in ["", "wwan0-is-far-too-long", "a/b", "wwan 0", "nul\0"] {
+            let err = check_iface_name(name).unwrap_err();
+            let text = bind_device_error_text(name, &err);
+            assert!(text.contains("invalid interface name"), "{text}");
+        }
+        assert!(check_iface_name("wwan0").is_ok());
+        assert!(check_iface_name("a23456789012345").is_ok());
+    }
+
+    #[test]
+    fn bind_device_errors_name_the_cause() {
+        let enodev = bind_device_error_text("wwan9", &io::Error::from_raw_os_error(19));
+        assert!(enodev.contains("\"wwan9\""), "{enodev}");
+        assert!(enodev.contains("no such network interface"), "{enodev}");
+        let eperm = bind_device_error_text("wwan0", &io::Error::from_raw_os_error(1));
+        assert!(eperm.contains("CAP_NET_RAW"), "{eperm}");
     }
 
     #[test]

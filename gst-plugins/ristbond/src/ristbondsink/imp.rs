@@ -161,6 +161,28 @@ struct ConfigLink {
     interface: Option<String>,
 }
 
+/// A setting or link the element refuses: the error kind and the text, kept apart so the
+/// same text becomes an element error at start or a warning message for a change made
+/// while running.
+#[derive(Debug)]
+struct Refusal {
+    kind: gst::ResourceError,
+    text: String,
+}
+
+/// `refusal!(KIND, "format", args…)`: a [`Refusal`] of `KIND` with the formatted text.
+macro_rules! refusal {
+    ($kind:expr, $($fmt:tt)+) => {
+        Refusal { kind: $kind, text: format!($($fmt)+) }
+    };
+}
+
+impl From<Refusal> for gst::ErrorMessage {
+    fn from(r: Refusal) -> Self {
+        gst::error_msg!(r.kind, ("{}", r.text))
+    }
+}
+
 /// One configured link, before sockets exist.
 #[derive(Debug, Clone, PartialEq)]
 struct LinkSpec {
@@ -183,6 +205,10 @@ struct LinkIo {
     spec: LinkSpec,
     /// Set to end this link's RTCP thread (link removed while running).
     stop: AtomicBool,
+    /// A send failed with `ENODEV`: the interface this link is bound to (`iface=`) is
+    /// gone. Its sockets stay bound to the old interface index even when an interface
+    /// of the same name comes back (modem reset), so the timer thread reopens the link.
+    device_gone: AtomicBool,
 }
 
 /// The protocol state shared by `render()` and the link threads.
@@ -218,6 +244,9 @@ struct Shared {
     /// Wakes the timer thread when the core's timeout may have moved.
     wake: Condvar,
     stop: AtomicBool,
+    /// Held while the link set is changed (live config, reopening a link whose
+    /// interface came back), so two changes never interleave.
+    reconfigure: Mutex<()>,
 }
 
 /// Running state, from `start()` to `stop()`.
@@ -266,6 +295,9 @@ impl Shared {
                 Channel::Rtcp => (&link.rtcp, link.rtcp_dest),
             };
             if let Err(err) = socket.send_to(&t.data, dest) {
+                if err.raw_os_error() == Some(common::ENODEV) && !link.iface.is_empty() {
+                    link.device_gone.store(true, Ordering::Release);
+                }
                 let n = link.send_errors.fetch_add(1, Ordering::Relaxed) + 1;
                 if n == 1 || n.is_power_of_two() {
                     gst::debug!(
@@ -372,11 +404,27 @@ fn post_transition(
 /// produce and posts periodic stats.
 fn timer_thread(shared: Arc<Shared>, element: glib::WeakRef<super::RistBondSink>) {
     let mut core = lock(&shared.core);
+    let mut next_reopen = Instant::now();
     loop {
         if shared.stop.load(Ordering::Acquire) {
             return;
         }
         let now = Instant::now();
+        if now >= next_reopen
+            && shared
+                .links()
+                .iter()
+                .any(|l| l.device_gone.load(Ordering::Acquire))
+        {
+            next_reopen = now + REOPEN_INTERVAL;
+            drop(core);
+            let Some(element) = element.upgrade() else {
+                return;
+            };
+            element.imp().reopen_gone_links(&shared);
+            core = lock(&shared.core);
+            continue;
+        }
         if core.sender.poll_timeout().is_some_and(|t| t <= now) {
             core.sender.handle_timeout(now);
         }
@@ -411,6 +459,9 @@ fn timer_thread(shared: Arc<Shared>, element: glib::WeakRef<super::RistBondSink>
         core.timer_deadline = None;
     }
 }
+
+/// How often a link whose interface is gone tries to reopen on it.
+const REOPEN_INTERVAL: Duration = Duration::from_secs(1);
 
 /// RTCP thread of one link: feeds RR/NACKs to the core and sends the retransmissions.
 fn rtcp_thread(
@@ -459,34 +510,31 @@ fn rtcp_thread(
 impl RistBondSink {
     /// The links to use (the `links` property, or `config.links[]` when it is empty)
     /// and the scheduler settings of `config`.
-    fn link_specs(
-        &self,
-        settings: &Settings,
-    ) -> Result<(Vec<LinkSpec>, SchedulerConfig), gst::ErrorMessage> {
+    fn link_specs(&self, settings: &Settings) -> Result<(Vec<LinkSpec>, SchedulerConfig), Refusal> {
         let config: BondingConfig = if settings.config.trim().is_empty() {
             BondingConfig::default()
         } else {
             toml::from_str(&settings.config).map_err(|err| {
-                gst::error_msg!(
+                refusal!(
                     gst::ResourceError::Settings,
-                    ("Invalid `config` (bonding_config TOML): {}", err)
+                    "Invalid `config` (bonding_config TOML): {}",
+                    err
                 )
             })?
         };
         if let Some(version) = config.version.filter(|v| *v != 1) {
-            return Err(gst::error_msg!(
+            return Err(refusal!(
                 gst::ResourceError::Settings,
-                (
-                    "Unsupported bonding_config version {} (expected 1)",
-                    version
-                )
+                "Unsupported bonding_config version {} (expected 1)",
+                version
             ));
         }
         let scheduler = match &config.scheduler {
             Some(t) => t.to_config().map_err(|err| {
-                gst::error_msg!(
+                refusal!(
                     gst::ResourceError::Settings,
-                    ("Invalid `config` (bonding_config TOML): {}", err)
+                    "Invalid `config` (bonding_config TOML): {}",
+                    err
                 )
             })?,
             None => SchedulerConfig::default(),
@@ -501,9 +549,7 @@ impl RistBondSink {
                 );
             }
             LinkUri::parse_list(&settings.links)
-                .map_err(|err| {
-                    gst::error_msg!(gst::ResourceError::Settings, ("Invalid `links`: {}", err))
-                })?
+                .map_err(|err| refusal!(gst::ResourceError::Settings, "Invalid `links`: {}", err))?
                 .into_iter()
                 .enumerate()
                 .map(|(i, uri)| LinkSpec {
@@ -515,15 +561,18 @@ impl RistBondSink {
             let mut specs: Vec<LinkSpec> = Vec::new();
             for link in &config.links {
                 let mut uri = LinkUri::parse(&link.uri).map_err(|err| {
-                    gst::error_msg!(
+                    refusal!(
                         gst::ResourceError::Settings,
-                        ("Invalid bonding_config link {}: {}", link.id, err)
+                        "Invalid bonding_config link {}: {}",
+                        link.id,
+                        err
                     )
                 })?;
                 if specs.iter().any(|s| s.id == link.id) {
-                    return Err(gst::error_msg!(
+                    return Err(refusal!(
                         gst::ResourceError::Settings,
-                        ("Duplicate bonding_config link id {}", link.id)
+                        "Duplicate bonding_config link id {}",
+                        link.id
                     ));
                 }
                 if let Some(iface) = link.interface.as_ref().filter(|i| !i.is_empty()) {
@@ -535,18 +584,16 @@ impl RistBondSink {
         };
 
         if specs.is_empty() {
-            return Err(gst::error_msg!(
+            return Err(refusal!(
                 gst::ResourceError::Settings,
-                ("No links: set `links` (rist://HOST:PORT,...) or `config` with [[links]]")
+                "No links: set `links` (rist://HOST:PORT,...) or `config` with [[links]]"
             ));
         }
         if let Some(s) = specs.iter().find(|s| s.uri.listen) {
-            return Err(gst::error_msg!(
+            return Err(refusal!(
                 gst::ResourceError::Settings,
-                (
-                    "Link {} is a listen URI (rist://@...); ristbondsink needs destinations",
-                    s.uri.uri
-                )
+                "Link {} is a listen URI (rist://@...); ristbondsink needs destinations",
+                s.uri.uri
             ));
         }
         Ok((specs, scheduler))
@@ -560,6 +607,7 @@ impl RistBondSink {
         let Some(shared) = lock(&self.state).as_ref().map(|s| s.shared.clone()) else {
             return;
         };
+        let _reconfigure = lock(&shared.reconfigure);
         let (specs, scheduler) = match self.link_specs(&settings) {
             Ok(v) => v,
             Err(err) => {
@@ -589,10 +637,72 @@ impl RistBondSink {
                 }
             }
         }
+        let (n_opened, n_removed) = (opened.len(), removed.len());
+        self.replace_links(&shared, Some(scheduler), removed, opened);
+        gst::info!(
+            CAT,
+            imp = self,
+            "live config applied: {n_opened} link(s) added, {n_removed} removed"
+        );
+    }
+
+    /// Links whose interface is gone (`device_gone`): open each again from its spec;
+    /// where that works (an interface of that name is back), the new link replaces the
+    /// old one under the same id and starts over as a new link (`Probing`). Where it
+    /// does not, the link stays as it is and is tried again later.
+    fn reopen_gone_links(&self, shared: &Arc<Shared>) {
+        let _reconfigure = lock(&shared.reconfigure);
+        let gone: Vec<Arc<LinkIo>> = shared
+            .links()
+            .iter()
+            .filter(|l| l.device_gone.load(Ordering::Acquire))
+            .cloned()
+            .collect();
+        let mut removed = Vec::new();
+        let mut opened = Vec::new();
+        for old in gone {
+            match self.open_link(&old.spec) {
+                Ok(link) => {
+                    gst::info!(
+                        CAT,
+                        imp = self,
+                        "link {} ({}): interface {} is back, link reopened",
+                        old.id,
+                        old.uri,
+                        old.iface
+                    );
+                    removed.push(old);
+                    opened.push(Arc::new(link));
+                }
+                Err(err) => gst::debug!(
+                    CAT,
+                    imp = self,
+                    "link {}: interface still gone: {}",
+                    old.id,
+                    err.text
+                ),
+            }
+        }
+        if !opened.is_empty() {
+            self.replace_links(shared, None, removed, opened);
+        }
+    }
+
+    /// Swap `removed` for `opened` in the running link set (the core, the socket list
+    /// and the RTCP threads), and set `scheduler` if given. Caller holds `reconfigure`.
+    fn replace_links(
+        &self,
+        shared: &Arc<Shared>,
+        scheduler: Option<SchedulerConfig>,
+        removed: Vec<Arc<LinkIo>>,
+        opened: Vec<Arc<LinkIo>>,
+    ) {
         let now = Instant::now();
         {
             let mut core = lock(&shared.core);
-            core.sender.set_scheduler(scheduler);
+            if let Some(scheduler) = scheduler {
+                core.sender.set_scheduler(scheduler);
+            }
             for l in &removed {
                 let _ = core.sender.remove_link(l.id);
             }
@@ -629,54 +739,52 @@ impl RistBondSink {
             let _ = t.join();
         }
         shared.wake.notify_all();
-        gst::info!(
-            CAT,
-            imp = self,
-            "live config applied: {} link(s) added, {} removed",
-            opened.len(),
-            removed.len()
-        );
     }
 
-    fn post_warning_message(&self, err: gst::ErrorMessage) {
-        let text = format!("{err:?}");
-        let msg = gst::message::Warning::builder(gst::ResourceError::Settings, &text)
+    /// Post a refused live change as a warning message with the refusal's own text.
+    fn post_warning_message(&self, err: Refusal) {
+        let msg = gst::message::Warning::builder(err.kind, &err.text)
             .src(&*self.obj())
             .build();
         let _ = self.obj().post_message(msg);
     }
 
-    fn open_link(&self, spec: &LinkSpec) -> Result<LinkIo, gst::ErrorMessage> {
+    fn open_link(&self, spec: &LinkSpec) -> Result<LinkIo, Refusal> {
         let uri = &spec.uri;
         let rtp_dest = common::resolve(&uri.host, uri.port).map_err(|err| {
-            gst::error_msg!(
+            refusal!(
                 gst::ResourceError::NotFound,
-                ("Link {}: cannot resolve {}: {}", uri.uri, uri.host, err)
+                "Link {}: cannot resolve {}: {}",
+                uri.uri,
+                uri.host,
+                err
             )
         })?;
         let mut rtcp_dest = rtp_dest;
         rtcp_dest.set_port(uri.port + 1);
-        let socket_error = |what: &str, err: SocketError| {
-            match err {
-            SocketError::BindDevice(err) => gst::error_msg!(
+        let socket_error = |what: &str, err: SocketError| match err {
+            SocketError::BindDevice(err) => refusal!(
                 gst::ResourceError::OpenWrite,
-                (
-                    "Link {}: cannot bind {} socket to interface {} (SO_BINDTODEVICE needs CAP_NET_RAW): {}",
-                    uri.uri,
-                    what,
-                    uri.iface.as_deref().unwrap_or_default(),
-                    err
-                )
+                "Link {}: {} socket {}",
+                uri.uri,
+                what,
+                common::bind_device_error_text(uri.iface.as_deref().unwrap_or_default(), &err)
             ),
-            SocketError::Bind(addr, err) => gst::error_msg!(
+            SocketError::Bind(addr, err) => refusal!(
                 gst::ResourceError::OpenWrite,
-                ("Link {}: cannot bind {} socket to {}: {}", uri.uri, what, addr, err)
+                "Link {}: cannot bind {} socket to {}: {}",
+                uri.uri,
+                what,
+                addr,
+                err
             ),
-            SocketError::Other(err) => gst::error_msg!(
+            SocketError::Other(err) => refusal!(
                 gst::ResourceError::OpenWrite,
-                ("Link {}: cannot create {} socket: {}", uri.uri, what, err)
+                "Link {}: cannot create {} socket: {}",
+                uri.uri,
+                what,
+                err
             ),
-        }
         };
         let rtp = common::udp_socket(
             &Bind {
@@ -723,6 +831,7 @@ impl RistBondSink {
             send_errors: AtomicU64::new(0),
             spec: spec.clone(),
             stop: AtomicBool::new(false),
+            device_gone: AtomicBool::new(false),
         })
     }
 
@@ -1025,6 +1134,7 @@ impl BaseSinkImpl for RistBondSink {
             link_threads: Mutex::new(Vec::new()),
             wake: Condvar::new(),
             stop: AtomicBool::new(false),
+            reconfigure: Mutex::new(()),
         });
 
         let weak = self.obj().downgrade();

@@ -382,16 +382,14 @@ impl RistBondSrc {
         })?;
         let mut rtcp_addr = rtp_addr;
         rtcp_addr.set_port(uri.port + 1);
-        let socket_error = |what: &str, err: SocketError| {
-            match err {
+        let socket_error = |what: &str, err: SocketError| match err {
             SocketError::BindDevice(err) => gst::error_msg!(
                 gst::ResourceError::OpenRead,
                 (
-                    "Link {}: cannot bind {} socket to interface {} (SO_BINDTODEVICE needs CAP_NET_RAW): {}",
+                    "Link {}: {} socket {}",
                     uri.uri,
                     what,
-                    uri.iface.as_deref().unwrap_or_default(),
-                    err
+                    common::bind_device_error_text(uri.iface.as_deref().unwrap_or_default(), &err)
                 )
             ),
             SocketError::Bind(addr, err) => gst::error_msg!(
@@ -409,7 +407,6 @@ impl RistBondSrc {
                 gst::ResourceError::OpenRead,
                 ("Link {}: cannot create {} socket: {}", uri.uri, what, err)
             ),
-        }
         };
         let open = |addr: SocketAddr, what: &str| {
             common::udp_socket(
