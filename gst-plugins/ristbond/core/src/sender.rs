@@ -746,13 +746,18 @@ impl Sender {
                 l.est.hold_rate(until + Duration::from_millis(500));
             }
         }
+        if std::env::var_os("NO_FAILOVER").is_some() {
+            return;
+        }
         let first = self
             .history
             .iter()
             .rposition(|p| p.sent_at < since)
             .map_or(0, |i| i + 1);
         for index in first..self.history.len() {
-            if self.history[index].link != id {
+            let entry = &self.history[index];
+            // Not carried by the dead link, or already repaired on another link.
+            if entry.link != id || entry.last_retransmit.is_some_and(|(_, l)| l != id) {
                 continue;
             }
             let Some(target) = self.pick(now, Some(id), false).filter(|&t| t != id) else {

@@ -810,12 +810,24 @@ fn assert_b4_clean(name: &str, jitter_ms: u64, fifo: bool, seed: u64) {
     assert_eq!(o.sender.packets_dropped_deadline, 0, "deadline drops");
     for l in &o.sender.links {
         assert_eq!(l.state, LinkState::Live, "link {}", l.id);
-        assert!(
-            l.capacity_bps >= 2_500_000,
-            "link {} estimate {}",
-            l.id,
-            l.capacity_bps
+    }
+    // Each link's estimate averaged over the last 10 s of the stream (one sample per
+    // 100 ms; a single end-of-run sample moves by ±30 % with one jitter episode).
+    let end_ms = 30_000;
+    let window: Vec<&Vec<f64>> = o
+        .estimates
+        .iter()
+        .filter(|(t, _)| (end_ms - 10_000..end_ms).contains(t))
+        .map(|(_, e)| e)
+        .collect();
+    assert!(window.len() >= 90, "{} samples", window.len());
+    for i in 0..2 {
+        let mean = window.iter().map(|e| e[i]).sum::<f64>() / window.len() as f64;
+        eprintln!(
+            "  link {i} mean estimate over the last 10 s: {:.2} Mbit/s",
+            mean / 1e6
         );
+        assert!(mean >= 2_500_000.0, "link {i} mean estimate {mean:.0} bps");
     }
 }
 
@@ -930,7 +942,8 @@ fn fifo_jitter_at_75_percent_load() {
 /// dead link's last few hundred ms (a key frame, here) and the repairs asked for
 /// before the cut was seen push the pacing clocks of the two links left ~300 ms
 /// ahead, and originals wait past the 200 ms deadline. The target is none; measured
-/// 114 of 14817 (127 before failover resends got their own repeat guard). The bound
+/// 98 of 14817 (127 before failover resends got their own repeat guard and skipped
+/// packets already repaired on another link). The bound
 /// keeps it from getting worse.
 #[test]
 fn b2_with_video_frames() {
