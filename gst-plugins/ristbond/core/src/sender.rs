@@ -8,8 +8,11 @@
 //!   assigned when a payload leaves, so a dropped payload leaves no gap to NACK.
 //! - Link states Probing / Live / Degraded / Down with hysteresis ([`crate::sched`]);
 //!   transitions come out of [`Sender::poll_transition`]. When a link goes Down, what
-//!   it carried since shortly before its last feedback is resent on the other links
-//!   (retransmission SSRC), and with `storm_enabled` for `storm_duration` every
+//!   it carried since shortly before its last feedback and that no repair has
+//!   already covered is resent on the other links (retransmission SSRC), paced, as
+//!   they have room after the originals waiting (an original never waits for a
+//!   resend; a resend that can no longer arrive within the buffer is given up, NACKs
+//!   still cover it), and with `storm_enabled` for `storm_duration` every
 //!   original is also copied on each usable link that has spare capacity (its pacing
 //!   clock allows a packet now); copies are paced like originals.
 //! - `critical_broadcast`: payloads with PAT, PMT or key-frame packets
@@ -116,8 +119,12 @@ pub struct SenderStats {
     /// NACKed packets not resent because the same sequence number was resent within the
     /// repeat guard (`max(10 ms, rtt/2)`), e.g. one loss NACKed on two links.
     pub retransmits_suppressed: u64,
-    /// Packets resent proactively because the link that carried them went Down.
+    /// Packets resent proactively because the link that carried them went Down (sent
+    /// after the originals waiting, as the links left have room).
     pub packets_resent_failover: u64,
+    /// Failover resends given up: no room before they could reach the receiver
+    /// within the retransmission buffer (a NACK can still ask for them).
+    pub failover_resends_expired: u64,
     /// Copies of originals sent (critical broadcast, storm, redundancy).
     pub packets_duplicated: u64,
     /// Usable aggregate capacity for the encoder: sum of the Live links' rates and a
@@ -140,6 +147,17 @@ struct SentPacket {
     /// When the last retransmission, if it was a failover resend, is expected at the
     /// receiver: after the target link's pacing queue (its clock) and one-way delay.
     failover_arrival: Option<Instant>,
+}
+
+/// A packet of a link that went Down, waiting to be resent on another
+/// ([`Sender::pump_failover`]).
+#[derive(Debug)]
+struct FailoverResend {
+    /// Extended sequence number.
+    seq: u64,
+    /// The link that died.
+    dead: LinkId,
+    queued_at: Instant,
 }
 
 /// A payload waiting for a link.
@@ -172,6 +190,10 @@ pub struct Sender {
     /// Extended sequence number of `history[0]`.
     history_first: u64,
     pending: VecDeque<Pending>,
+    /// Failover resends waiting for room on the links left (after the originals).
+    failover: VecDeque<FailoverResend>,
+    /// Failover resends dropped because they could no longer arrive in time.
+    failover_expired: u64,
     queue: VecDeque<Transmit>,
     transitions: VecDeque<LinkTransition>,
     classifier: CriticalClassifier,
@@ -227,6 +249,8 @@ impl Sender {
             history: VecDeque::new(),
             history_first: first,
             pending: VecDeque::new(),
+            failover: VecDeque::new(),
+            failover_expired: 0,
             queue: VecDeque::new(),
             transitions: VecDeque::new(),
             classifier: CriticalClassifier::new(),
@@ -436,6 +460,16 @@ impl Sender {
                 }
             }
         }
+        if let (true, Some(r)) = (self.pending.is_empty(), self.failover.front()) {
+            if let Some(free) = self
+                .failover_candidates(r.dead)
+                .iter()
+                .map(|(_, l)| l.est.next_free)
+                .min()
+            {
+                consider(free.checked_sub(PACING_SLACK).unwrap_or(free));
+            }
+        }
         if let Some(front) = self.pending.front() {
             consider(front.queued_at + self.sched.discard_deadline);
             let blind = !self.links.values().any(|l| l.est.usable());
@@ -489,6 +523,7 @@ impl Sender {
             retransmit_misses: self.retransmit_misses,
             retransmits_suppressed: self.retransmits_suppressed,
             packets_resent_failover: self.packets_resent_failover,
+            failover_resends_expired: self.failover_expired,
             packets_duplicated: self.packets_duplicated,
             available_bitrate_bps: self.available_bitrate_bps(),
             queued_packets: self.pending.len() as u64,
@@ -534,6 +569,9 @@ impl Sender {
                 break;
             };
             self.send_original(p, link, now);
+        }
+        if self.pending.is_empty() {
+            self.pump_failover(now);
         }
     }
 
@@ -746,9 +784,6 @@ impl Sender {
                 l.est.hold_rate(until + Duration::from_millis(500));
             }
         }
-        if std::env::var_os("NO_FAILOVER").is_some() {
-            return;
-        }
         let first = self
             .history
             .iter()
@@ -760,9 +795,77 @@ impl Sender {
             if entry.link != id || entry.last_retransmit.is_some_and(|(_, l)| l != id) {
                 continue;
             }
-            let Some(target) = self.pick(now, Some(id), false).filter(|&t| t != id) else {
+            self.failover.push_back(FailoverResend {
+                seq: self.history_first + index as u64,
+                dead: id,
+                queued_at: now,
+            });
+        }
+    }
+
+    /// Links that may carry a failover resend of `dead`'s packets: the usable others;
+    /// only the proven ones (Live, Degraded) when there are any, as for repairs (a
+    /// link never heard from may be dead too).
+    fn failover_candidates(&self, dead: LinkId) -> Vec<(LinkId, &LinkEntry)> {
+        let usable: Vec<(LinkId, &LinkEntry)> = self
+            .links
+            .iter()
+            .filter(|&(&id, l)| id != dead && l.est.usable())
+            .map(|(&id, l)| (id, l))
+            .collect();
+        let proven = |l: &LinkEntry| matches!(l.est.state(), LinkState::Live | LinkState::Degraded);
+        if usable.iter().any(|(_, l)| proven(l)) {
+            usable.into_iter().filter(|(_, l)| proven(l)).collect()
+        } else {
+            usable
+        }
+    }
+
+    /// The link for a failover resend of `dead`'s packet: a candidate whose pacing
+    /// clock allows a packet now, the earliest arrival first.
+    fn failover_target(&self, dead: LinkId, now: Instant) -> Option<LinkId> {
+        let horizon = now + PACING_SLACK;
+        self.failover_candidates(dead)
+            .into_iter()
+            .filter(|(_, l)| l.est.next_free <= horizon)
+            .min_by_key(|&(id, l)| (l.est.next_free.max(now) + l.est.owd(), id))
+            .map(|(id, _)| id)
+    }
+
+    /// Send queued failover resends while a link other than the dead one has room
+    /// (its pacing clock allows a packet now). Called after the originals: a resend
+    /// never makes an original wait. A resend is skipped when the packet was repaired
+    /// since it was queued (a NACK came first), and dropped when it can no longer
+    /// reach the receiver within the retransmission buffer (its NACKs still can).
+    fn pump_failover(&mut self, now: Instant) {
+        while let Some(r) = self.failover.front() {
+            let (seq, dead, queued_at) = (r.seq, r.dead, r.queued_at);
+            let Some(index) = seq.checked_sub(self.history_first).map(|i| i as usize) else {
+                self.failover.pop_front();
+                self.failover_expired += 1;
+                continue;
+            };
+            let Some(entry) = self.history.get(index) else {
+                self.failover.pop_front();
+                continue;
+            };
+            if entry.last_retransmit.is_some_and(|(t, _)| t >= queued_at) {
+                self.failover.pop_front();
+                continue;
+            }
+            let Some(target) = self.failover_target(dead, now) else {
                 return;
             };
+            let owd = self
+                .links
+                .get(&target)
+                .map_or(Duration::ZERO, |l| l.est.owd());
+            if entry.sent_at + self.config.retransmit_buffer <= now + owd {
+                self.failover.pop_front();
+                self.failover_expired += 1;
+                continue;
+            }
+            self.failover.pop_front();
             let entry = &mut self.history[index];
             entry.last_retransmit = Some((now, target));
             let data = rtp::to_retransmission(&entry.datagram);
@@ -790,6 +893,16 @@ impl Sender {
             }
             self.history.pop_front();
             self.history_first += 1;
+        }
+        // Failover resends whose packet left the buffer (links busy with originals
+        // all the while).
+        while self
+            .failover
+            .front()
+            .is_some_and(|r| r.seq < self.history_first)
+        {
+            self.failover.pop_front();
+            self.failover_expired += 1;
         }
     }
 
@@ -1127,8 +1240,10 @@ mod tests {
         assert_eq!(st.links[0].nacks_received, 3);
     }
 
-    #[test]
-    fn repeated_nack_before_a_failover_resend_can_arrive_is_not_answered() {
+    /// Two links at 2 Mbit/s, both Live; 20 payloads sent over both; then link 1
+    /// falls silent until it is Down. Returns the sender, the sequence numbers link 1
+    /// carried (now queued for failover resends) and the time reached.
+    fn link_1_down() -> (Sender, Vec<u16>, Instant) {
         let t0 = Instant::now();
         let mut s = Sender::new(config(), t0);
         s.set_scheduler(SchedulerConfig {
@@ -1165,26 +1280,100 @@ mod tests {
             s.handle_timeout(t);
             assert!(t < t0 + Duration::from_secs(3), "link 1 never went Down");
         }
-        let resent = rtp_of(&drain(&mut s));
-        assert_eq!(s.stats().packets_resent_failover, on_link1.len() as u64);
-        assert!(resent
+        (s, on_link1, t)
+    }
+
+    #[test]
+    fn failover_resends_are_paced_after_originals_and_guarded() {
+        let (mut s, on_link1, mut t) = link_1_down();
+        // The resends are paced on link 0 (2 Mbit/s: ~5.4 ms a packet), not sent all
+        // at once, and an original that arrives meanwhile goes before them.
+        let down_at = t;
+        let mut out = rtp_of(&drain(&mut s));
+        let first_batch = out.len();
+        assert!(first_batch < on_link1.len(), "{first_batch} resent at once");
+        s.send_payload(&payload(), 99, t).unwrap();
+        let mut last_resend_at = t;
+        while out.len() < on_link1.len() + 1 {
+            t = s.poll_timeout().unwrap().max(t);
+            s.handle_timeout(t);
+            let sent = rtp_of(&drain(&mut s));
+            if sent.iter().any(|&(_, _, ssrc)| ssrc == SSRC | 1) {
+                last_resend_at = t;
+            }
+            out.extend(sent);
+            assert!(t < down_at + Duration::from_secs(1), "{out:?}");
+        }
+        assert_eq!(out[first_batch].2, SSRC, "the original goes first: {out:?}");
+        let resent: Vec<u16> = out
             .iter()
-            .all(|&(l, _, ssrc)| l == 0 && ssrc == SSRC | 1));
-        // The resends queue behind link 0's pacing clock: at 2 Mbit/s the last of
-        // them leaves ~5.4 ms per packet later. A NACK for it written before then
-        // (the receiver's retry timer knows nothing of the resend) is not a loss.
+            .filter(|&&(l, _, ssrc)| l == 0 && ssrc == SSRC | 1)
+            .map(|&(_, q, _)| q)
+            .collect();
+        assert_eq!(resent, on_link1);
+        assert_eq!(s.stats().packets_resent_failover, on_link1.len() as u64);
+        assert!(last_resend_at - down_at >= Duration::from_millis(20));
+        // A NACK for the last one written before that resend can have arrived (the
+        // receiver's retry timer knows nothing of it) is not a loss report.
         let last = *on_link1.last().unwrap();
-        let queue = Duration::from_secs_f64(on_link1.len() as f64 * 1340.0 * 8.0 / 2e6);
-        assert!(queue > Duration::from_millis(20), "{queue:?}");
         let suppressed = s.stats().retransmits_suppressed;
-        s.handle_rtcp(0, &nack(&[last]), t + Duration::from_millis(15))
+        s.handle_rtcp(0, &nack(&[last]), last_resend_at + Duration::from_millis(5))
             .unwrap();
         assert!(rtp_of(&drain(&mut s)).is_empty(), "answered too early");
         assert_eq!(s.stats().retransmits_suppressed, suppressed + 1);
-        // Once the resend can have arrived and a NACK come back, it is honoured.
-        let later = t + queue + Duration::from_millis(60);
+        // Once it can have arrived and a NACK come back, a NACK is honoured.
+        let later = last_resend_at + Duration::from_millis(100);
         s.handle_rtcp(0, &nack(&[last]), later).unwrap();
         assert_eq!(rtp_of(&drain(&mut s)), vec![(0, last, SSRC | 1)]);
+    }
+
+    #[test]
+    fn failover_resends_wait_for_originals_and_expire_with_the_buffer() {
+        let (mut s, on_link1, mut t) = link_1_down();
+        let down_at = t;
+        let mut out = rtp_of(&drain(&mut s));
+        // Originals at twice what link 0 (2 Mbit/s) carries, for 1.2 s: the pacing
+        // queue never empties, so no failover resend goes after the first packets.
+        let first_batch = out.len();
+        let mut next_payload = t;
+        let mut next_report = t;
+        while t < down_at + Duration::from_millis(1200) {
+            if next_report <= t {
+                // Link 0 stays heard from.
+                s.handle_rtcp(0, &nack(&[]), t).unwrap();
+                next_report += Duration::from_millis(50);
+            }
+            while next_payload <= t {
+                s.send_payload(&payload(), 0, next_payload).unwrap();
+                next_payload += Duration::from_micros(2700);
+            }
+            t = s
+                .poll_timeout()
+                .unwrap()
+                .max(t)
+                .min(next_payload)
+                .min(next_report);
+            s.handle_timeout(t);
+            out.extend(rtp_of(&drain(&mut s)));
+        }
+        let resends = out[first_batch..]
+            .iter()
+            .filter(|&&(_, _, ssrc)| ssrc == SSRC | 1)
+            .count();
+        assert_eq!(resends, 0, "a resend went while originals waited");
+        let st = s.stats();
+        assert!(
+            st.packets_dropped_deadline > 0,
+            "the link was not saturated: {st:?} {}",
+            out.len()
+        );
+        // Each queued resend either went in the first batch or expired with the
+        // retransmission buffer (1000 ms).
+        assert_eq!(
+            st.packets_resent_failover + st.failover_resends_expired,
+            on_link1.len() as u64
+        );
+        assert!(st.failover_resends_expired > 0);
     }
 
     #[test]

@@ -354,6 +354,7 @@ impl Shared {
             .field("bytes-sent", bytes_sent)
             .field("packets-duplicated", stats.packets_duplicated)
             .field("packets-resent-failover", stats.packets_resent_failover)
+            .field("failover-resends-expired", stats.failover_resends_expired)
             .field("packets-queued", stats.queued_packets)
             .field("available-bitrate", stats.available_bitrate_bps)
             .field("links", gst::Array::new(links))
