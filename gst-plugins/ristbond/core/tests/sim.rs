@@ -183,6 +183,14 @@ struct Outcome {
 }
 
 impl Outcome {
+    /// When (ms into the run) `link` first became `state` at or after `from_ms`.
+    fn first_transition(&self, link: LinkId, state: LinkState, from_ms: u64) -> Option<u64> {
+        self.transitions
+            .iter()
+            .find(|&&(l, st, ms)| l == link && st == state && ms >= from_ms)
+            .map(|&(_, _, ms)| ms)
+    }
+
     /// Aggregate capacity estimate at `ms` into the run (the last sample before), bps.
     fn estimate_at(&self, ms: u64) -> f64 {
         self.estimates
@@ -722,20 +730,14 @@ fn dead_link_detected_within_300ms_and_nothing_lost_with_storm() {
         o.sender.packets_dropped_deadline
     );
     let down = o
-        .transitions
-        .iter()
-        .find(|&&(l, st, ms)| l == 2 && st == LinkState::Down && ms >= 10_000)
-        .expect("link 2 went Down")
-        .2;
+        .first_transition(2, LinkState::Down, 10_000)
+        .expect("link 2 went Down");
     // Feedback stops at most one RR interval (100 ms) + RTT (80 ms) before the cut is
     // seen; detection within 300 ms of the last feedback.
     assert!(down <= 10_000 + 300, "Down at {down} ms");
     let back = o
-        .transitions
-        .iter()
-        .find(|&&(l, st, ms)| l == 2 && st == LinkState::Live && ms >= 20_000)
-        .expect("link 2 re-admitted")
-        .2;
+        .first_transition(2, LinkState::Live, 20_000)
+        .expect("link 2 re-admitted");
     assert!(back <= 20_000 + 1500, "Live again at {back} ms");
     assert!(o.sender.packets_duplicated > 0, "storm copies");
 }
@@ -967,10 +969,7 @@ fn b2_with_video_frames() {
     );
     assert!(o.sender.packets_resent_failover > 0, "no failover resend");
     let down = o
-        .transitions
-        .iter()
-        .find(|&&(l, st, ms)| l == 2 && st == LinkState::Down && ms >= 10_000)
-        .expect("link 2 went Down")
-        .2;
+        .first_transition(2, LinkState::Down, 10_000)
+        .expect("link 2 went Down");
     assert!(down <= 10_000 + 300, "Down at {down} ms");
 }
