@@ -163,6 +163,30 @@ pub fn bind_device_error_text(iface: &str, err: &io::Error) -> String {
     format!("cannot bind to network interface {iface:?} (SO_BINDTODEVICE): {cause} ({err})")
 }
 
+/// When an element's timer thread will next wake by itself (`None` while it runs).
+/// The threads that feed the protocol core wake it early only when a core timer moved
+/// before that: a needless wake-up is a context switch per packet.
+#[derive(Debug, Default)]
+pub struct TimerDeadline(Option<Instant>);
+
+impl TimerDeadline {
+    /// The timer thread is about to wait until `deadline`.
+    pub fn arm(&mut self, deadline: Instant) {
+        self.0 = Some(deadline);
+    }
+
+    /// The timer thread is running again (it looks at every timer before it waits).
+    pub fn disarm(&mut self) {
+        self.0 = None;
+    }
+
+    /// True when the core's next timer, `next`, is due before the timer thread wakes
+    /// by itself, so it must be woken now.
+    pub fn moved_before(&self, next: Option<Instant>) -> bool {
+        matches!((next, self.0), (Some(t), Some(d)) if t < d)
+    }
+}
+
 /// True for errors of a read with timeout that only mean "nothing arrived".
 pub fn is_timeout(err: &io::Error) -> bool {
     matches!(
@@ -224,6 +248,20 @@ mod tests {
         assert!(enodev.contains("no such network interface"), "{enodev}");
         let eperm = bind_device_error_text("wwan0", &io::Error::from_raw_os_error(1));
         assert!(eperm.contains("CAP_NET_RAW"), "{eperm}");
+    }
+
+    #[test]
+    fn timer_thread_is_woken_only_for_an_earlier_timer() {
+        let now = Instant::now();
+        let mut d = TimerDeadline::default();
+        // Running: it will look at every timer before it waits.
+        assert!(!d.moved_before(Some(now)));
+        d.arm(now + Duration::from_millis(100));
+        assert!(d.moved_before(Some(now + Duration::from_millis(20))));
+        assert!(!d.moved_before(Some(now + Duration::from_millis(100))));
+        assert!(!d.moved_before(None));
+        d.disarm();
+        assert!(!d.moved_before(Some(now)));
     }
 
     #[test]

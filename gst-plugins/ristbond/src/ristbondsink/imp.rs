@@ -217,8 +217,8 @@ struct Core {
     sender: Sender,
     /// When the next periodic `ristbond-stats` is due (`None`: stats-interval 0).
     stats: Option<common::StatsSchedule>,
-    /// When the timer thread will next wake by itself (`None` while it runs).
-    timer_deadline: Option<Instant>,
+    /// When the timer thread will next wake by itself.
+    timer_deadline: common::TimerDeadline,
 }
 
 impl Core {
@@ -227,11 +227,7 @@ impl Core {
     /// be posted. Checked after every payload and RTCP datagram, so the common case
     /// (nothing changed) costs no wake-up and no context switch.
     fn timer_thread_needed(&self) -> bool {
-        self.sender.has_transition()
-            || self
-                .sender
-                .poll_timeout()
-                .is_some_and(|t| self.timer_deadline.is_some_and(|d| t < d))
+        self.sender.has_transition() || self.timer_deadline.moved_before(self.sender.poll_timeout())
     }
 }
 
@@ -455,9 +451,9 @@ fn timer_thread(shared: Arc<Shared>, element: glib::WeakRef<super::RistBondSink>
         if let Some(schedule) = &core.stats {
             deadline = deadline.min(schedule.next());
         }
-        core.timer_deadline = Some(deadline);
+        core.timer_deadline.arm(deadline);
         core = common::wait_until(&shared.wake, core, now, deadline);
-        core.timer_deadline = None;
+        core.timer_deadline.disarm();
     }
 }
 
@@ -1129,7 +1125,7 @@ impl BaseSinkImpl for RistBondSink {
             core: Mutex::new(Core {
                 sender,
                 stats: common::StatsSchedule::new(settings.stats_interval_ms, now),
-                timer_deadline: None,
+                timer_deadline: common::TimerDeadline::default(),
             }),
             links: RwLock::new(links),
             link_threads: Mutex::new(Vec::new()),

@@ -106,9 +106,8 @@ struct Core {
     discont: bool,
     /// `idle-timeout` expired: flush what is held, then EOS.
     draining: bool,
-    /// When the timer thread will next wake by itself (`None` while it runs): a link
-    /// thread wakes it earlier only when the receiver's next timer moved before this.
-    timer_deadline: Option<Instant>,
+    /// When the timer thread will next wake by itself.
+    timer_deadline: common::TimerDeadline,
 }
 
 #[derive(Debug)]
@@ -279,9 +278,9 @@ fn timer_thread(shared: Arc<Shared>, element: glib::WeakRef<super::RistBondSrc>)
         if let Some(schedule) = &core.stats {
             deadline = deadline.min(schedule.next());
         }
-        core.timer_deadline = Some(deadline);
+        core.timer_deadline.arm(deadline);
         core = common::wait_until(&shared.timer_wake, core, now, deadline);
-        core.timer_deadline = None;
+        core.timer_deadline.disarm();
     }
 }
 
@@ -336,8 +335,9 @@ fn recv_thread(
             };
             let out = shared.service(&mut core, now);
             let wake_output = core.receiver.has_output(now);
-            let next_timer = core.receiver.poll_timeout();
-            let wake_timer = next_timer.is_some_and(|t| core.timer_deadline.is_some_and(|d| t < d));
+            let wake_timer = core
+                .timer_deadline
+                .moved_before(core.receiver.poll_timeout());
             (result, out, wake_output, wake_timer)
         };
         // Signalled after the lock is released, so the woken thread does not block
@@ -616,7 +616,7 @@ impl BaseSrcImpl for RistBondSrc {
                 flushing: false,
                 discont: false,
                 draining: false,
-                timer_deadline: None,
+                timer_deadline: common::TimerDeadline::default(),
             }),
             links,
             wake: Condvar::new(),
