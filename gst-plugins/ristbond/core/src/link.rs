@@ -4,6 +4,14 @@
 //!   and HOST:PORT+1 (RTCP); bind to a network interface or local address.
 //! - Receiver: `rist://@BIND_IP:PORT[?iface=IF]` — listen on BIND_IP:PORT (RTP) and
 //!   PORT+1 (RTCP).
+//! - Multicast: a HOST (sender) or BIND_IP (receiver) in 224.0.0.0/4 or ff00::/8 is a
+//!   multicast group. `miface=IF` names the multicast interface: the one a sender sends
+//!   on (`IP_MULTICAST_IF` / `IPV6_MULTICAST_IF`) and the one the group is joined on
+//!   (`IP_ADD_MEMBERSHIP` / `IPV6_JOIN_GROUP`), as librist's `miface=` URL parameter and
+//!   the `multicast-iface` property of GStreamer's `ristsink`/`ristsrc`. `ttl=1..255` sets
+//!   the multicast TTL / hop limit (default [`DEFAULT_MULTICAST_TTL`]). Both RTP
+//!   (GROUP:PORT) and RTCP (GROUP:PORT+1) go to the group: receivers send their RTCP to
+//!   GROUP:PORT+1 too, where the sender has joined.
 //!
 //! PORT must be even (TR-06-1 §5.1). IPv6 literals go in brackets
 //! (`rist://[2001:db8::1]:5000`, `local=[fe80::1]:6000`). The scheme is
@@ -12,6 +20,16 @@
 use std::net::{IpAddr, SocketAddr};
 
 use crate::Error;
+
+/// Multicast TTL (IPv4) / hop limit (IPv6) used when a multicast URI has no `ttl=`: 1,
+/// the packets stay on the local network segment. This is the default of GStreamer's
+/// `ristsink`/`ristsrc` (`multicast-ttl`) and of RFC 1112 §6.1; librist uses 32. Set
+/// `ttl=` when the group is routed.
+pub const DEFAULT_MULTICAST_TTL: u8 = 1;
+
+/// Longest network interface name Linux accepts, bytes (`IFNAMSIZ` - 1, linux/if.h).
+/// Longer names are refused when parsing rather than silently truncated by the kernel.
+pub const MAX_IFACE_NAME: usize = 15;
 
 /// One parsed link URI.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +46,17 @@ pub struct LinkUri {
     pub iface: Option<String>,
     /// `local=` query parameter: local address to bind to.
     pub local: Option<SocketAddr>,
+    /// `miface=` query parameter: multicast interface name (at most [`MAX_IFACE_NAME`]
+    /// bytes). Only on a multicast link: the interface the sender sends the group's RTP
+    /// and RTCP on, and the one the group is joined on (receiver: RTP and RTCP; sender:
+    /// RTCP, to hear the receivers' reports). `None`: `iface=` if set, else the kernel
+    /// picks by its routes (a `224.0.0.0/4` or `ff00::/8` route must exist).
+    /// Source: librist URL syntax (`miface`), GStreamer `ristsink`/`ristsrc`
+    /// `multicast-iface`.
+    pub miface: Option<String>,
+    /// `ttl=` query parameter: multicast TTL / hop limit, 1..=255. Only on a multicast
+    /// link; `None` means [`DEFAULT_MULTICAST_TTL`] (see [`LinkUri::multicast_ttl`]).
+    pub ttl: Option<u8>,
 }
 
 fn invalid(uri: &str, reason: impl Into<String>) -> Error {
@@ -98,9 +127,26 @@ fn parse_local(uri: &str, value: &str) -> Result<SocketAddr, Error> {
         })
 }
 
+/// Why a unicast link cannot take the multicast-only keys it was given, if it cannot.
+fn unicast_refuses(listen: bool, miface: bool, ttl: bool) -> Option<&'static str> {
+    if miface {
+        Some(if listen {
+            "miface= applies to a multicast address; use iface= to bind a unicast listen link \
+             to an interface"
+        } else {
+            "miface= applies to a multicast address; use iface= to bind a unicast link"
+        })
+    } else if ttl {
+        Some("ttl= applies to a multicast address (it sets the multicast TTL)")
+    } else {
+        None
+    }
+}
+
 impl LinkUri {
     /// Parse one URI. Errors: [`Error::InvalidUri`] naming what is wrong (scheme, odd or
-    /// missing port, unknown query key, bad local address).
+    /// missing port, unknown query key, bad local address, `miface=`/`ttl=` on a unicast
+    /// IP literal, `miface=` longer than [`MAX_IFACE_NAME`] bytes, `ttl=` not in 1..=255).
     pub fn parse(uri: &str) -> Result<Self, Error> {
         let text = uri.trim();
         let (scheme, rest) = text
@@ -147,7 +193,9 @@ impl LinkUri {
         let port = parse_port(uri, port_text)?;
 
         let mut iface = None;
+        let mut miface = None;
         let mut local = None;
+        let mut ttl = None;
         if let Some(q) = query {
             for (key, value) in url::form_urlencoded::parse(q.as_bytes()) {
                 match key.as_ref() {
@@ -159,6 +207,32 @@ impl LinkUri {
                             return Err(invalid(uri, "iface= is empty"));
                         }
                         iface = Some(value.into_owned());
+                    }
+                    "miface" => {
+                        if miface.is_some() {
+                            return Err(invalid(uri, "miface= given twice"));
+                        }
+                        if value.is_empty() {
+                            return Err(invalid(uri, "miface= is empty"));
+                        }
+                        if value.len() > MAX_IFACE_NAME {
+                            return Err(invalid(
+                                uri,
+                                format!(
+                                    "miface={value:?} is longer than {MAX_IFACE_NAME} bytes \
+                                     (Linux interface names, IFNAMSIZ)"
+                                ),
+                            ));
+                        }
+                        miface = Some(value.into_owned());
+                    }
+                    "ttl" => {
+                        if ttl.is_some() {
+                            return Err(invalid(uri, "ttl= given twice"));
+                        }
+                        ttl = Some(value.parse::<u8>().ok().filter(|t| *t > 0).ok_or_else(
+                            || invalid(uri, format!("ttl={value:?} is not a number in 1..=255")),
+                        )?);
                     }
                     "local" => {
                         if listen {
@@ -176,10 +250,21 @@ impl LinkUri {
                     other => {
                         return Err(invalid(
                             uri,
-                            format!("unknown query key {other:?} (known: iface, local)"),
+                            format!(
+                                "unknown query key {other:?} (known: iface, local, miface, ttl)"
+                            ),
                         ))
                     }
                 }
+            }
+        }
+
+        // A host name may still resolve to a group; the elements check that case again
+        // on the resolved address (`check_multicast`).
+        let literal_unicast = host.parse::<IpAddr>().is_ok_and(|ip| !ip.is_multicast());
+        if literal_unicast {
+            if let Some(reason) = unicast_refuses(listen, miface.is_some(), ttl.is_some()) {
+                return Err(invalid(uri, reason));
             }
         }
 
@@ -190,7 +275,40 @@ impl LinkUri {
             port,
             iface,
             local,
+            miface,
+            ttl,
         })
+    }
+
+    /// Check the multicast-only keys against what the host is (`multicast`: the host,
+    /// or the address it resolved to, is in 224.0.0.0/4 or ff00::/8). Returns the reason
+    /// text for [`Error::InvalidUri`]. librist accepts `miface=` on a unicast link and
+    /// ignores it there (`IP_MULTICAST_IF` does not steer unicast); we refuse it, since
+    /// a link that looks pinned to an interface but takes the default route is the
+    /// harder fault to find in the field.
+    pub fn check_multicast(&self, multicast: bool) -> Result<(), &'static str> {
+        match multicast {
+            true => Ok(()),
+            false => unicast_refuses(self.listen, self.miface.is_some(), self.ttl.is_some())
+                .map_or(Ok(()), Err),
+        }
+    }
+
+    /// The multicast group, when the host is an IP literal in 224.0.0.0/4 or ff00::/8;
+    /// `None` for unicast literals and host names (resolve them and test the address).
+    pub fn multicast_group(&self) -> Option<IpAddr> {
+        self.host.parse::<IpAddr>().ok().filter(IpAddr::is_multicast)
+    }
+
+    /// The interface to send on and join a multicast group on: `miface=`, else `iface=`
+    /// (a link bound to a device sends and joins there), else `None` (the kernel picks).
+    pub fn multicast_iface(&self) -> Option<&str> {
+        self.miface.as_deref().or(self.iface.as_deref())
+    }
+
+    /// Multicast TTL / hop limit to use: `ttl=` or [`DEFAULT_MULTICAST_TTL`].
+    pub fn multicast_ttl(&self) -> u8 {
+        self.ttl.unwrap_or(DEFAULT_MULTICAST_TTL)
     }
 
     /// Parse a comma-separated list (the `links` property); empty items are errors.
@@ -285,6 +403,72 @@ mod tests {
         assert!(reason(LinkUri::parse("rist://h:5000?iface=")).contains("empty"));
         assert!(reason(LinkUri::parse("h:5000")).contains("rist://"));
         assert!(reason(LinkUri::parse("rist://u@h:5000")).contains("user info"));
+    }
+
+    #[test]
+    fn multicast_sender_and_receiver_with_miface() {
+        let l = LinkUri::parse("rist://239.1.2.3:5000?miface=eth1&ttl=16").unwrap();
+        assert!(!l.listen);
+        assert_eq!(l.multicast_group(), Some("239.1.2.3".parse().unwrap()));
+        assert_eq!(l.miface.as_deref(), Some("eth1"));
+        assert_eq!(l.multicast_iface(), Some("eth1"));
+        assert_eq!(l.multicast_ttl(), 16);
+        assert_eq!(l.check_multicast(true), Ok(()));
+
+        let l = LinkUri::parse("rist://@239.1.2.3:5000?miface=veth1").unwrap();
+        assert!(l.listen);
+        assert_eq!(l.bind_addr(), Some("239.1.2.3:5000".parse().unwrap()));
+        assert_eq!(l.multicast_ttl(), DEFAULT_MULTICAST_TTL);
+
+        // IPv6 groups (ff00::/8), edges of 224.0.0.0/4.
+        let l = LinkUri::parse("rist://[ff3e::1234]:5000?miface=a23456789012345").unwrap();
+        assert_eq!(l.multicast_group(), Some("ff3e::1234".parse().unwrap()));
+        assert!(LinkUri::parse("rist://224.0.0.0:5000?miface=x").is_ok());
+        assert!(LinkUri::parse("rist://@239.255.255.255:5000?miface=x").is_ok());
+
+        // Without miface= a multicast link uses iface=, else the kernel's route.
+        let l = LinkUri::parse("rist://239.1.2.3:5000?iface=wwan0").unwrap();
+        assert_eq!(l.multicast_iface(), Some("wwan0"));
+        let l = LinkUri::parse("rist://239.1.2.3:5000").unwrap();
+        assert_eq!((l.miface.as_deref(), l.multicast_iface()), (None, None));
+        // Host names are checked once resolved.
+        let l = LinkUri::parse("rist://group.example:5000?miface=eth1").unwrap();
+        assert_eq!(l.multicast_group(), None);
+        assert!(l.check_multicast(false).unwrap_err().contains("iface="));
+        assert_eq!(LinkUri::parse("rist://10.0.0.1:5000").unwrap().multicast_group(), None);
+    }
+
+    #[test]
+    fn multicast_keys_are_refused_where_they_mean_nothing() {
+        for uri in [
+            "rist://10.0.0.1:5000?miface=eth1",
+            "rist://[2001:db8::1]:5000?miface=eth1",
+            "rist://223.255.255.255:5000?miface=eth1",
+            "rist://240.0.0.1:5000?miface=eth1",
+        ] {
+            let r = reason(LinkUri::parse(uri));
+            assert!(
+                r.contains("miface= applies to a multicast address; use iface= to bind a unicast link"),
+                "{uri}: {r}"
+            );
+        }
+        assert!(reason(LinkUri::parse("rist://@0.0.0.0:5000?miface=eth1")).contains("listen"));
+        assert!(reason(LinkUri::parse("rist://10.0.0.1:5000?ttl=4")).contains("ttl="));
+        let m = "rist://239.1.2.3:5000";
+        assert!(reason(LinkUri::parse(&format!("{m}?miface=a&miface=b"))).contains("twice"));
+        assert!(reason(LinkUri::parse(&format!("{m}?miface="))).contains("empty"));
+        assert!(
+            reason(LinkUri::parse(&format!("{m}?miface=a234567890123456"))).contains("15 bytes")
+        );
+        for bad in ["0", "256", "-1", "x", ""] {
+            assert!(
+                reason(LinkUri::parse(&format!("{m}?ttl={bad}"))).contains("1..=255"),
+                "ttl={bad}"
+            );
+        }
+        assert!(reason(LinkUri::parse(&format!("{m}?ttl=1&ttl=2"))).contains("twice"));
+        let unknown = reason(LinkUri::parse(&format!("{m}?mcast_iface=a")));
+        assert!(unknown.contains("known: iface, local, miface, ttl"), "{unknown}");
     }
 
     #[test]
