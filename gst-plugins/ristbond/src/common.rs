@@ -4,11 +4,11 @@
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs, UdpSocket};
 use std::sync::{Condvar, MutexGuard};
 use std::time::{Duration, Instant};
 
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Domain, InterfaceIndexOrAddress, Protocol, Socket, Type};
 
 /// Bytes of one MPEG-TS packet (ISO/IEC 13818-1 §2.4.3.2).
 pub const TS_PACKET_SIZE: usize = ristbond_core::ts::TS_PACKET_SIZE;
@@ -73,8 +73,90 @@ pub struct Bind<'a> {
     /// Network interface (SO_BINDTODEVICE; needs CAP_NET_RAW).
     pub iface: Option<&'a str>,
     /// Local address to bind; `None` = wildcard address of `domain_of`'s family,
-    /// ephemeral port.
+    /// ephemeral port. A socket that joins a multicast group binds GROUP:PORT here.
     pub local: Option<SocketAddr>,
+    /// Multicast settings of a link to or on a multicast group; `None` for unicast.
+    pub multicast: Option<Multicast<'a>>,
+}
+
+/// Multicast settings of one socket of a multicast link (`rist://GROUP:PORT`,
+/// `rist://@GROUP:PORT`; core/src/link.rs).
+#[derive(Debug, Clone, Copy)]
+pub struct Multicast<'a> {
+    /// The multicast interface (`miface=`, else `iface=`); `None`: the kernel picks the
+    /// interface by its routes (a `224.0.0.0/4` / `ff00::/8` route must exist).
+    pub iface: Option<&'a McastIface>,
+    /// TTL (IPv4 `IP_MULTICAST_TTL`) / hop limit (IPv6 `IPV6_MULTICAST_HOPS`) of what
+    /// the socket sends, 1..=255.
+    pub ttl: u8,
+    /// Group to join (`IP_ADD_MEMBERSHIP` / `IPV6_JOIN_GROUP`) on `iface`, after binding
+    /// [`Bind::local`] with `SO_REUSEADDR` (several receivers of one group on one host
+    /// share the port); `None` for a socket that only sends.
+    pub join: Option<IpAddr>,
+}
+
+/// A multicast interface looked up by name: what `IP_MULTICAST_IF`, `IPV6_MULTICAST_IF`
+/// and the group joins need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct McastIface {
+    /// Interface name as given (at most [`MAX_IFACE_NAME`] bytes).
+    pub name: String,
+    /// Interface index (`if_nametoindex`), > 0.
+    pub index: u32,
+    /// Its first IPv4 address: IPv4 `IP_MULTICAST_IF` is set with it (socket2 only has
+    /// the address form; the kernel maps the address to the interface, ip(7)), and it
+    /// is the source address of what is sent. `None`: the interface has IPv6 only.
+    pub ipv4: Option<Ipv4Addr>,
+}
+
+/// Look up multicast interface `name` among the interfaces of this network namespace
+/// that have an IP address. Errors: `InvalidInput` for a name Linux would not take
+/// (see [`udp_socket`]), `ENODEV` ([`ENODEV`]) when no interface of that name has an
+/// address (Linux lists only those; one that exists without an address is told apart
+/// through /sys/class/net and reported as `AddrNotAvailable`).
+pub fn lookup_multicast_iface(name: &str) -> io::Result<McastIface> {
+    check_iface_name(name)?;
+    let mut found: Option<McastIface> = None;
+    for i in if_addrs::get_if_addrs()? {
+        if i.name != name {
+            continue;
+        }
+        let Some(index) = i.index else { continue };
+        let entry = found.get_or_insert(McastIface {
+            name: name.to_owned(),
+            index,
+            ipv4: None,
+        });
+        if let (None, IpAddr::V4(v4)) = (entry.ipv4, i.ip()) {
+            entry.ipv4 = Some(v4);
+        }
+    }
+    found.ok_or_else(|| {
+        if std::path::Path::new("/sys/class/net").join(name).exists() {
+            io::Error::new(
+                io::ErrorKind::AddrNotAvailable,
+                "the interface has no IP address",
+            )
+        } else {
+            io::Error::from_raw_os_error(ENODEV)
+        }
+    })
+}
+
+/// Text of an element error for a multicast interface that cannot be used (given as
+/// `key`, `miface=` or `iface=`): names the interface and the cause, like
+/// [`bind_device_error_text`].
+pub fn multicast_iface_error_text(iface: &str, key: &str, err: &io::Error) -> String {
+    let cause = if err.raw_os_error() == Some(ENODEV) {
+        "no such network interface"
+    } else if err.kind() == io::ErrorKind::InvalidInput && err.raw_os_error().is_none() {
+        "invalid interface name"
+    } else if err.kind() == io::ErrorKind::AddrNotAvailable && err.raw_os_error().is_none() {
+        "the interface has no IP address"
+    } else {
+        "failed"
+    };
+    format!("cannot use multicast interface {iface:?} ({key}): {cause} ({err})")
 }
 
 /// Longest network interface name Linux accepts, bytes (`IFNAMSIZ` - 1, linux/if.h).
@@ -90,10 +172,21 @@ pub enum SocketError {
     Bind(SocketAddr, io::Error),
     /// Anything else (socket(), options).
     Other(io::Error),
+    /// A multicast option or the group join failed; the text names the group, the
+    /// interface and the cause.
+    Multicast(String),
 }
 
 /// Create a UDP socket as described by `bind`, with large buffers and `read_timeout`.
-/// SO_REUSEADDR is left off, so a port already in use is an error.
+/// SO_REUSEADDR is left off, so a port already in use is an error; except on a socket
+/// that joins a multicast group, where several receivers may share GROUP:PORT.
+///
+/// Multicast ([`Bind::multicast`]): the outgoing interface is set (`IP_MULTICAST_IF`
+/// with the interface's IPv4 address, `IPV6_MULTICAST_IF` with its index), the TTL /
+/// hop limit, and multicast loopback off (as GStreamer's `ristsink`/`ristsrc`
+/// `multicast-loopback` default: our own packets are not delivered back to us). A
+/// joining socket also gets `IP_MULTICAST_ALL` off, so it receives the group only from
+/// the interface it joined on, not from every interface any process joined it on.
 pub fn udp_socket(bind: &Bind<'_>, read_timeout: Duration) -> Result<UdpSocket, SocketError> {
     let domain = Domain::for_address(bind.local.unwrap_or(bind.domain_of));
     let socket =
@@ -107,6 +200,9 @@ pub fn udp_socket(bind: &Bind<'_>, read_timeout: Duration) -> Result<UdpSocket, 
             .bind_device(Some(iface.as_bytes()))
             .map_err(SocketError::BindDevice)?;
     }
+    if let Some(mc) = &bind.multicast {
+        set_multicast_options(&socket, domain, mc).map_err(SocketError::Multicast)?;
+    }
     // Without an explicit local address, bind the wildcard address with an ephemeral
     // port now, so the socket can receive (RTCP answers) before it first sends.
     let local = bind.local.unwrap_or(match bind.domain_of {
@@ -116,10 +212,107 @@ pub fn udp_socket(bind: &Bind<'_>, read_timeout: Duration) -> Result<UdpSocket, 
     socket
         .bind(&local.into())
         .map_err(|e| SocketError::Bind(local, e))?;
+    if let Some(Multicast {
+        iface,
+        join: Some(group),
+        ..
+    }) = &bind.multicast
+    {
+        join_group(&socket, *group, *iface).map_err(SocketError::Multicast)?;
+    }
     socket
         .set_read_timeout(Some(read_timeout))
         .map_err(SocketError::Other)?;
     Ok(socket.into())
+}
+
+/// Outgoing interface, TTL, loopback and (for a joining socket) `SO_REUSEADDR` and
+/// `IP_MULTICAST_ALL`, before `bind()`. The error is the text of a [`SocketError`].
+fn set_multicast_options(
+    socket: &Socket,
+    domain: Domain,
+    mc: &Multicast<'_>,
+) -> Result<(), String> {
+    let what = |option: &str, err: io::Error| format!("cannot set {option}: {err}");
+    let v4 = domain == Domain::IPV4;
+    if let Some(iface) = mc.iface {
+        if v4 {
+            let addr = iface.ipv4.ok_or_else(|| {
+                format!(
+                    "cannot send IPv4 multicast on interface {:?} (miface=): it has no IPv4 \
+                     address",
+                    iface.name
+                )
+            })?;
+            socket.set_multicast_if_v4(&addr).map_err(|e| {
+                format!(
+                    "cannot send multicast on interface {:?} (miface=, IP_MULTICAST_IF {addr}): \
+                     {e}",
+                    iface.name
+                )
+            })?;
+        } else {
+            socket.set_multicast_if_v6(iface.index).map_err(|e| {
+                format!(
+                    "cannot send multicast on interface {:?} (miface=, IPV6_MULTICAST_IF): {e}",
+                    iface.name
+                )
+            })?;
+        }
+    }
+    let ttl = u32::from(mc.ttl);
+    if v4 {
+        socket
+            .set_multicast_ttl_v4(ttl)
+            .map_err(|e| what("IP_MULTICAST_TTL", e))?;
+        socket
+            .set_multicast_loop_v4(false)
+            .map_err(|e| what("IP_MULTICAST_LOOP", e))?;
+    } else {
+        socket
+            .set_multicast_hops_v6(ttl)
+            .map_err(|e| what("IPV6_MULTICAST_HOPS", e))?;
+        socket
+            .set_multicast_loop_v6(false)
+            .map_err(|e| what("IPV6_MULTICAST_LOOP", e))?;
+    }
+    if mc.join.is_some() {
+        socket
+            .set_reuse_address(true)
+            .map_err(|e| what("SO_REUSEADDR", e))?;
+        if v4 {
+            socket
+                .set_multicast_all_v4(false)
+                .map_err(|e| what("IP_MULTICAST_ALL", e))?;
+        } else {
+            socket
+                .set_multicast_all_v6(false)
+                .map_err(|e| what("IPV6_MULTICAST_ALL", e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Join `group` on `iface` (by index), or on the interface the kernel's route to the
+/// group names when `iface` is `None`.
+fn join_group(socket: &Socket, group: IpAddr, iface: Option<&McastIface>) -> Result<(), String> {
+    let index = iface.map_or(0, |i| i.index);
+    let result = match group {
+        IpAddr::V4(g) => socket.join_multicast_v4_n(&g, &InterfaceIndexOrAddress::Index(index)),
+        IpAddr::V6(g) => socket.join_multicast_v6(&g, index),
+    };
+    result.map_err(|e| match iface {
+        Some(i) => format!(
+            "cannot join multicast group {group} on interface {:?} (miface=): {e}",
+            i.name
+        ),
+        None if e.raw_os_error() == Some(ENODEV) => format!(
+            "cannot join multicast group {group}: no route to it ({e}); set miface= or add \
+             a multicast route (ip route add {} dev IF)",
+            if group.is_ipv4() { "224.0.0.0/4" } else { "ff00::/8" }
+        ),
+        None => format!("cannot join multicast group {group}: {e}"),
+    })
 }
 
 /// Refuse names the kernel would not take as they are: empty, longer than

@@ -29,7 +29,7 @@
  *
  * Since: plugin 0.1
  */
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
@@ -45,7 +45,7 @@ use ristbond_core::sender::{SchedulerConfig, Sender, SenderConfig, SenderStats};
 use ristbond_core::{Channel, LinkId, Transmit};
 use serde::Deserialize;
 
-use crate::common::{self, Bind, SocketError, MAX_PAYLOAD, TS_PACKET_SIZE};
+use crate::common::{self, Bind, Multicast, SocketError, MAX_PAYLOAD, TS_PACKET_SIZE};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -195,6 +195,7 @@ struct LinkSpec {
 struct LinkIo {
     id: LinkId,
     uri: String,
+    /// `iface=`, else the multicast interface (`miface=`); empty when neither is set.
     iface: String,
     rtp: UdpSocket,
     rtcp: UdpSocket,
@@ -205,8 +206,8 @@ struct LinkIo {
     spec: LinkSpec,
     /// Set to end this link's RTCP thread (link removed while running).
     stop: AtomicBool,
-    /// A send failed with `ENODEV`: the interface this link is bound to (`iface=`) is
-    /// gone. Its sockets stay bound to the old interface index even when an interface
+    /// A send failed with `ENODEV`: the interface this link is bound to (`iface=`) or
+    /// sends multicast on (`miface=`) is gone. Its sockets stay bound to the old interface index even when an interface
     /// of the same name comes back (modem reset), so the timer thread reopens the link.
     device_gone: AtomicBool,
 }
@@ -759,6 +760,41 @@ impl RistBondSink {
         })?;
         let mut rtcp_dest = rtp_dest;
         rtcp_dest.set_port(uri.port + 1);
+        let group = rtp_dest.ip().is_multicast().then(|| rtp_dest.ip());
+        uri.check_multicast(group.is_some()).map_err(|reason| {
+            refusal!(
+                gst::ResourceError::Settings,
+                "Link {}: {} ({} is {})",
+                uri.uri,
+                reason,
+                uri.host,
+                rtp_dest.ip()
+            )
+        })?;
+        let mc_iface = match (group, uri.multicast_iface()) {
+            (Some(_), Some(name)) => {
+                Some(common::lookup_multicast_iface(name).map_err(|err| {
+                    let key = if uri.miface.is_some() { "miface=" } else { "iface=" };
+                    refusal!(
+                        gst::ResourceError::OpenWrite,
+                        "Link {}: {}",
+                        uri.uri,
+                        common::multicast_iface_error_text(name, key, &err)
+                    )
+                })?)
+            }
+            _ => None,
+        };
+        // Multicast: RTP and RTCP go to the group with the link's interface and TTL; the
+        // RTCP socket binds GROUP:PORT+1 and joins the group there, since receivers
+        // (GStreamer's ristsrc, ours) send their RTCP to GROUP:PORT+1.
+        let multicast = |join: Option<IpAddr>| {
+            group.map(|_| Multicast {
+                iface: mc_iface.as_ref(),
+                ttl: uri.multicast_ttl(),
+                join,
+            })
+        };
         let socket_error = |what: &str, err: SocketError| match err {
             SocketError::BindDevice(err) => refusal!(
                 gst::ResourceError::OpenWrite,
@@ -782,28 +818,41 @@ impl RistBondSink {
                 what,
                 err
             ),
+            SocketError::Multicast(text) => refusal!(
+                gst::ResourceError::OpenWrite,
+                "Link {}: {} socket: {}",
+                uri.uri,
+                what,
+                text
+            ),
         };
         let rtp = common::udp_socket(
             &Bind {
                 domain_of: rtp_dest,
                 iface: uri.iface.as_deref(),
                 local: uri.local,
+                multicast: multicast(None),
             },
             common::RECV_POLL,
         )
         .map_err(|e| socket_error("RTP", e))?;
         // With local=IP:PORT (PORT ≠ 0), RTCP is bound to PORT+1, like the remote side.
-        let rtcp_local = uri.local.map(|mut a| {
-            if a.port() != 0 {
-                a.set_port(a.port().wrapping_add(1));
-            }
-            a
-        });
+        // On a multicast link RTCP binds GROUP:PORT+1 (local= applies to RTP only).
+        let rtcp_local = match group {
+            Some(_) => Some(rtcp_dest),
+            None => uri.local.map(|mut a| {
+                if a.port() != 0 {
+                    a.set_port(a.port().wrapping_add(1));
+                }
+                a
+            }),
+        };
         let rtcp = common::udp_socket(
             &Bind {
                 domain_of: rtcp_dest,
                 iface: uri.iface.as_deref(),
                 local: rtcp_local,
+                multicast: multicast(group),
             },
             common::RECV_POLL,
         )
@@ -820,7 +869,11 @@ impl RistBondSink {
         Ok(LinkIo {
             id: spec.id,
             uri: uri.uri.clone(),
-            iface: uri.iface.clone().unwrap_or_default(),
+            iface: uri
+                .iface
+                .clone()
+                .or_else(|| mc_iface.as_ref().map(|i| i.name.clone()))
+                .unwrap_or_default(),
             rtp,
             rtcp,
             rtp_dest,

@@ -41,7 +41,7 @@ use ristbond_core::link::LinkUri;
 use ristbond_core::receiver::{Output, Receiver, ReceiverConfig};
 use ristbond_core::{Channel, LinkId, Transmit};
 
-use crate::common::{self, Bind, SocketError};
+use crate::common::{self, Bind, Multicast, SocketError};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -87,6 +87,11 @@ struct LinkIo {
     uri: String,
     rtp: UdpSocket,
     rtcp: UdpSocket,
+    /// On a multicast link (`rist://@GROUP:PORT`), GROUP:PORT+1: RTCP goes to the group,
+    /// where the sender joined (as GStreamer's `ristsrc` does), from the start and
+    /// whatever address the sender's RTCP comes from. `None` on a unicast link: RTCP
+    /// goes to where the sender's RTCP came from.
+    rtcp_group: Option<SocketAddr>,
 }
 
 /// The protocol state shared by `create()` and the link threads.
@@ -319,7 +324,10 @@ fn recv_thread(
                 }
                 Channel::Rtcp => {
                     let result = core.receiver.handle_rtcp(link.id, &buf[..n], now);
-                    if result.is_ok() && core.rtcp_peers[index] != Some(from) {
+                    if result.is_ok()
+                        && link.rtcp_group.is_none()
+                        && core.rtcp_peers[index] != Some(from)
+                    {
                         core.rtcp_peers[index] = Some(from);
                         if let Some(element) = element.upgrade() {
                             gst::info!(
@@ -382,6 +390,29 @@ impl RistBondSrc {
         })?;
         let mut rtcp_addr = rtp_addr;
         rtcp_addr.set_port(uri.port + 1);
+        let group = rtp_addr.ip().is_multicast().then(|| rtp_addr.ip());
+        uri.check_multicast(group.is_some()).map_err(|reason| {
+            gst::error_msg!(
+                gst::ResourceError::Settings,
+                ("Link {}: {} ({} is not a multicast group)", uri.uri, reason, rtp_addr.ip())
+            )
+        })?;
+        let mc_iface = match (group, uri.multicast_iface()) {
+            (Some(_), Some(name)) => {
+                Some(common::lookup_multicast_iface(name).map_err(|err| {
+                    let key = if uri.miface.is_some() { "miface=" } else { "iface=" };
+                    gst::error_msg!(
+                        gst::ResourceError::OpenRead,
+                        (
+                            "Link {}: {}",
+                            uri.uri,
+                            common::multicast_iface_error_text(name, key, &err)
+                        )
+                    )
+                })?)
+            }
+            _ => None,
+        };
         let socket_error = |what: &str, err: SocketError| match err {
             SocketError::BindDevice(err) => gst::error_msg!(
                 gst::ResourceError::OpenRead,
@@ -407,6 +438,10 @@ impl RistBondSrc {
                 gst::ResourceError::OpenRead,
                 ("Link {}: cannot create {} socket: {}", uri.uri, what, err)
             ),
+            SocketError::Multicast(text) => gst::error_msg!(
+                gst::ResourceError::OpenRead,
+                ("Link {}: {} socket: {}", uri.uri, what, text)
+            ),
         };
         let open = |addr: SocketAddr, what: &str| {
             common::udp_socket(
@@ -414,6 +449,13 @@ impl RistBondSrc {
                     domain_of: addr,
                     iface: uri.iface.as_deref(),
                     local: Some(addr),
+                    // Both sockets bind GROUP:PORT(+1) and join the group on the link's
+                    // multicast interface; RTCP is also sent from there.
+                    multicast: group.map(|g| Multicast {
+                        iface: mc_iface.as_ref(),
+                        ttl: uri.multicast_ttl(),
+                        join: Some(g),
+                    }),
                 },
                 common::RECV_POLL,
             )
@@ -432,6 +474,7 @@ impl RistBondSrc {
             uri: uri.uri.clone(),
             rtp,
             rtcp,
+            rtcp_group: group.map(|_| rtcp_addr),
         })
     }
 }
@@ -610,7 +653,7 @@ impl BaseSrcImpl for RistBondSrc {
         let shared = Arc::new(Shared {
             core: Mutex::new(Core {
                 receiver,
-                rtcp_peers: vec![None; links.len()],
+                rtcp_peers: links.iter().map(|l| l.rtcp_group).collect(),
                 last_rtp: None,
                 stats: common::StatsSchedule::new(settings.stats_interval_ms, now),
                 flushing: false,
