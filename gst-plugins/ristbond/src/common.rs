@@ -309,7 +309,11 @@ fn join_group(socket: &Socket, group: IpAddr, iface: Option<&McastIface>) -> Res
         None if e.raw_os_error() == Some(ENODEV) => format!(
             "cannot join multicast group {group}: no route to it ({e}); set miface= or add \
              a multicast route (ip route add {} dev IF)",
-            if group.is_ipv4() { "224.0.0.0/4" } else { "ff00::/8" }
+            if group.is_ipv4() {
+                "224.0.0.0/4"
+            } else {
+                "ff00::/8"
+            }
         ),
         None => format!("cannot join multicast group {group}: {e}"),
     })

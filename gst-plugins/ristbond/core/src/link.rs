@@ -230,9 +230,10 @@ impl LinkUri {
                         if ttl.is_some() {
                             return Err(invalid(uri, "ttl= given twice"));
                         }
-                        ttl = Some(value.parse::<u8>().ok().filter(|t| *t > 0).ok_or_else(
-                            || invalid(uri, format!("ttl={value:?} is not a number in 1..=255")),
-                        )?);
+                        ttl =
+                            Some(value.parse::<u8>().ok().filter(|t| *t > 0).ok_or_else(|| {
+                                invalid(uri, format!("ttl={value:?} is not a number in 1..=255"))
+                            })?);
                     }
                     "local" => {
                         if listen {
@@ -297,7 +298,10 @@ impl LinkUri {
     /// The multicast group, when the host is an IP literal in 224.0.0.0/4 or ff00::/8;
     /// `None` for unicast literals and host names (resolve them and test the address).
     pub fn multicast_group(&self) -> Option<IpAddr> {
-        self.host.parse::<IpAddr>().ok().filter(IpAddr::is_multicast)
+        self.host
+            .parse::<IpAddr>()
+            .ok()
+            .filter(IpAddr::is_multicast)
     }
 
     /// The interface to send on and join a multicast group on: `miface=`, else `iface=`
@@ -435,7 +439,12 @@ mod tests {
         let l = LinkUri::parse("rist://group.example:5000?miface=eth1").unwrap();
         assert_eq!(l.multicast_group(), None);
         assert!(l.check_multicast(false).unwrap_err().contains("iface="));
-        assert_eq!(LinkUri::parse("rist://10.0.0.1:5000").unwrap().multicast_group(), None);
+        assert_eq!(
+            LinkUri::parse("rist://10.0.0.1:5000")
+                .unwrap()
+                .multicast_group(),
+            None
+        );
     }
 
     #[test]
@@ -448,7 +457,9 @@ mod tests {
         ] {
             let r = reason(LinkUri::parse(uri));
             assert!(
-                r.contains("miface= applies to a multicast address; use iface= to bind a unicast link"),
+                r.contains(
+                    "miface= applies to a multicast address; use iface= to bind a unicast link"
+                ),
                 "{uri}: {r}"
             );
         }
@@ -468,7 +479,10 @@ mod tests {
         }
         assert!(reason(LinkUri::parse(&format!("{m}?ttl=1&ttl=2"))).contains("twice"));
         let unknown = reason(LinkUri::parse(&format!("{m}?mcast_iface=a")));
-        assert!(unknown.contains("known: iface, local, miface, ttl"), "{unknown}");
+        assert!(
+            unknown.contains("known: iface, local, miface, ttl"),
+            "{unknown}"
+        );
     }
 
     #[test]

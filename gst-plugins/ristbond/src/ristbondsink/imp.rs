@@ -772,17 +772,19 @@ impl RistBondSink {
             )
         })?;
         let mc_iface = match (group, uri.multicast_iface()) {
-            (Some(_), Some(name)) => {
-                Some(common::lookup_multicast_iface(name).map_err(|err| {
-                    let key = if uri.miface.is_some() { "miface=" } else { "iface=" };
-                    refusal!(
-                        gst::ResourceError::OpenWrite,
-                        "Link {}: {}",
-                        uri.uri,
-                        common::multicast_iface_error_text(name, key, &err)
-                    )
-                })?)
-            }
+            (Some(_), Some(name)) => Some(common::lookup_multicast_iface(name).map_err(|err| {
+                let key = if uri.miface.is_some() {
+                    "miface="
+                } else {
+                    "iface="
+                };
+                refusal!(
+                    gst::ResourceError::OpenWrite,
+                    "Link {}: {}",
+                    uri.uri,
+                    common::multicast_iface_error_text(name, key, &err)
+                )
+            })?),
             _ => None,
         };
         // Multicast: RTP and RTCP go to the group with the link's interface and TTL; the

@@ -394,23 +394,30 @@ impl RistBondSrc {
         uri.check_multicast(group.is_some()).map_err(|reason| {
             gst::error_msg!(
                 gst::ResourceError::Settings,
-                ("Link {}: {} ({} is not a multicast group)", uri.uri, reason, rtp_addr.ip())
+                (
+                    "Link {}: {} ({} is not a multicast group)",
+                    uri.uri,
+                    reason,
+                    rtp_addr.ip()
+                )
             )
         })?;
         let mc_iface = match (group, uri.multicast_iface()) {
-            (Some(_), Some(name)) => {
-                Some(common::lookup_multicast_iface(name).map_err(|err| {
-                    let key = if uri.miface.is_some() { "miface=" } else { "iface=" };
-                    gst::error_msg!(
-                        gst::ResourceError::OpenRead,
-                        (
-                            "Link {}: {}",
-                            uri.uri,
-                            common::multicast_iface_error_text(name, key, &err)
-                        )
+            (Some(_), Some(name)) => Some(common::lookup_multicast_iface(name).map_err(|err| {
+                let key = if uri.miface.is_some() {
+                    "miface="
+                } else {
+                    "iface="
+                };
+                gst::error_msg!(
+                    gst::ResourceError::OpenRead,
+                    (
+                        "Link {}: {}",
+                        uri.uri,
+                        common::multicast_iface_error_text(name, key, &err)
                     )
-                })?)
-            }
+                )
+            })?),
             _ => None,
         };
         let socket_error = |what: &str, err: SocketError| match err {

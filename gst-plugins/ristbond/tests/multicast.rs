@@ -1,0 +1,361 @@
+//! Multicast links (`rist://GROUP:PORT?miface=IF`, `rist://@GROUP:PORT?miface=IF`) end
+//! to end, over the network-namespace test bed of `common::netns` (two namespaces, two
+//! veth pairs; see iface.rs).
+//!
+//! TX's multicast route (224.0.0.0/4) goes through `ta`, so a socket that names no
+//! interface sends the groups there; `miface=` must override it. The receivers join
+//! their groups on the RX interface the packets arrive on. The interfaces' `tx_packets`
+//! counters, against the sink's per-link RTP counts, show which interface carried
+//! what. Besides our sink and source, GStreamer's `ristsrc` (`address=GROUP
+//! multicast-iface=IF`) receives our multicast and GStreamer's `ristsink` sends
+//! multicast to ours: both send their RTCP to GROUP:PORT+1, where the other side joined.
+//!
+//! Needs root (namespaces); otherwise these tests print "skipped: needs root" and pass.
+//! The unknown-interface error test needs nothing.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::netns::*;
+use gst::prelude::*;
+use ristbond_core::ts::ContinuityChecker;
+
+/// Frames of the test encode (30 fps): 3 s of stream, ~190 RTP packets/s.
+const MC_FRAMES: u32 = 90;
+
+/// Packets an interface may send besides a link's traffic: IGMP membership reports when
+/// a socket joins (2, RFC 3376 robustness) and leaves (2), and one spare.
+const IGMP_ALLOWANCE: u64 = 5;
+
+/// The two test groups (link 0, link 1); RTP on [`PORTS`], RTCP on + 1.
+const GROUPS: [&str; 2] = ["239.201.1.1", "239.201.1.2"];
+
+#[test]
+fn miface_picks_the_interface_each_multicast_link_leaves_by() {
+    if !can_run("miface_picks_the_interface_each_multicast_link_leaves_by") {
+        return;
+    }
+    let bed = TestBed::new('m');
+    bed.route_multicast(0);
+    // miface= needs no privilege (IP_MULTICAST_IF, unlike SO_BINDTODEVICE): the sender
+    // runs as a user without any capability.
+    let sink_links = format!(
+        "rist://{}:{}?miface={}&ttl=2,rist://{}:{}?miface={}",
+        GROUPS[0], PORTS[0], bed.tx_if[0], GROUPS[1], PORTS[1], bed.tx_if[1]
+    );
+    let src_links = format!(
+        "rist://@{}:{}?miface={},rist://@{}:{}?miface={}",
+        GROUPS[0], PORTS[0], bed.rx_if[0], GROUPS[1], PORTS[1], bed.rx_if[1]
+    );
+    let run = run_links(&bed, MC_FRAMES, As::User, &sink_links, &src_links, || {});
+    assert_eq!(run.send_errors, [0, 0]);
+    assert_complete(&run);
+    let links = common::links_of(&run.sink_stats);
+    let total: u64 = run.rtp_sent.iter().sum();
+    for i in 0..2 {
+        let other = 1 - i;
+        // The receiver's RTCP reached the sink through the group (GROUP:PORT+1, joined
+        // on miface): without it the link would not be live.
+        assert_eq!(links[i].get::<&str>("state"), Ok("Live"), "{}", links[i]);
+        assert_eq!(
+            links[i].get::<&str>("interface"),
+            Ok(bed.tx_if[i].as_str()),
+            "{}",
+            links[i]
+        );
+        assert!(
+            run.rtp_sent[i] * 5 >= total,
+            "link {i} carried {} of {total} RTP packets",
+            run.rtp_sent[i]
+        );
+        assert!(run.rtp_received[i] >= run.rtp_sent[i] * 9 / 10);
+        let extra = run.tx_packets[i]
+            .checked_sub(run.rtp_sent[i])
+            .unwrap_or_else(|| {
+                panic!(
+                    "{} sent {} packets, fewer than link {i}'s {} RTP packets",
+                    bed.tx_if[i], run.tx_packets[i], run.rtp_sent[i]
+                )
+            });
+        // Link i's RTCP (SR + SDES every 100 ms) left by its own interface too.
+        assert!(
+            extra as f64 >= 3.0 * run.sender_secs,
+            "{}: only {extra} packets besides link {i}'s RTP: its RTCP left by another interface",
+            bed.tx_if[i]
+        );
+        assert!(
+            extra < run.rtp_sent[other] / 2,
+            "{}: {extra} packets besides link {i}'s RTP, link {other} sent {} RTP packets: \
+             some of them left by this interface",
+            bed.tx_if[i],
+            run.rtp_sent[other]
+        );
+    }
+}
+
+#[test]
+fn without_miface_multicast_follows_the_route() {
+    if !can_run("without_miface_multicast_follows_the_route") {
+        return;
+    }
+    // The negative control of the test above: same groups, no miface= on the sender,
+    // so both links take TX's multicast route (ta); the receiver joins both on ra.
+    let bed = TestBed::new('n');
+    bed.route_multicast(0);
+    let sink_links = format!(
+        "rist://{}:{},rist://{}:{}",
+        GROUPS[0], PORTS[0], GROUPS[1], PORTS[1]
+    );
+    let src_links = format!(
+        "rist://@{}:{}?miface={},rist://@{}:{}?miface={}",
+        GROUPS[0], PORTS[0], bed.rx_if[0], GROUPS[1], PORTS[1], bed.rx_if[0]
+    );
+    let run = run_links(&bed, MC_FRAMES, As::User, &sink_links, &src_links, || {});
+    assert_eq!(run.send_errors, [0, 0]);
+    assert_complete(&run);
+    let total: u64 = run.rtp_sent.iter().sum();
+    assert!(
+        run.rtp_sent.iter().all(|&n| n * 5 >= total),
+        "both links carry media: {:?}",
+        run.rtp_sent
+    );
+    assert!(
+        run.tx_packets[0] >= total,
+        "{} sent {} packets, fewer than the {total} RTP packets of both links",
+        bed.tx_if[0],
+        run.tx_packets[0]
+    );
+    assert!(
+        run.tx_packets[1] <= IGMP_ALLOWANCE,
+        "{} (not the multicast route) sent {} packets",
+        bed.tx_if[1],
+        run.tx_packets[1]
+    );
+}
+
+/// TX's `tx_packets` on interface `i` while `f` runs.
+fn counted<T>(bed: &TestBed, i: usize, f: impl FnOnce() -> T) -> (T, u64) {
+    let before = bed.tx_packets()[i];
+    let out = f();
+    (out, bed.tx_packets()[i].saturating_sub(before))
+}
+
+/// Wait until something in RX listens on `port` and `port + 1`, or `proc` exited.
+fn wait_listening(bed: &TestBed, work: &Work, proc: &mut Proc, port: u16, log: &str) {
+    let ready_by = Instant::now() + Duration::from_secs(30);
+    while !(bed.rx_listens(port) && bed.rx_listens(port + 1)) {
+        if let Some(status) = proc.0.try_wait().unwrap() {
+            panic!("receiver exited ({status}):\n{}", work.log(log));
+        }
+        assert!(
+            Instant::now() < ready_by,
+            "receiver not listening after 30 s:\n{}",
+            work.log(log)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The TS `received` is sound (no sync or continuity errors) and is `sent`, allowing
+/// `slack` TS packets missing at the start (a receiver that locks on late).
+fn assert_same_ts(what: &str, sent: &[u8], received: &[u8], slack: usize) {
+    let mut cc = ContinuityChecker::new();
+    cc.push(received);
+    let report = cc.report();
+    eprintln!(
+        "{what}: sent {} bytes, received {} bytes, {report:?}",
+        sent.len(),
+        received.len()
+    );
+    assert!(sent.len() > 200 * 1316, "{what}: encode too small");
+    assert_eq!(report.sync_errors, 0, "{what}: {report:?}");
+    assert_eq!(report.cc_errors, 0, "{what}: {report:?}");
+    assert!(
+        received.len() + slack * 188 >= sent.len() && sent.ends_with(received),
+        "{what}: received TS ({} bytes) is not the sent TS ({} bytes) or its tail",
+        received.len(),
+        sent.len()
+    );
+}
+
+#[test]
+fn gstreamer_ristsrc_receives_multicast_from_ristbondsink() {
+    if !can_run("gstreamer_ristsrc_receives_multicast_from_ristbondsink") {
+        return;
+    }
+    common::init();
+    assert!(
+        gst::ElementFactory::find("ristsrc").is_some(),
+        "ristsrc (gstreamer1.0-plugins-bad) is not installed"
+    );
+    // Our sink sends on tb (miface=), not the routed ta; GStreamer's ristsrc joins on
+    // rb and sends its RTCP to GROUP:PORT+1 there, where our sink joined on tb.
+    let bed = TestBed::new('g');
+    bed.route_multicast(0);
+    let work = Work::new();
+    let (group, port) = (GROUPS[0], PORTS[0]);
+    let received = work.path("received.ts");
+    // filesink unbuffered: ristsrc never ends, the receiver is killed.
+    let mut receiver = work.launch(
+        &bed.rx,
+        As::Root,
+        &format!(
+            "ristsrc address={group} port={port} multicast-iface={} receiver-buffer=500 \
+             ! rtpmp2tdepay ! filesink buffer-mode=2 location={}",
+            bed.rx_if[1],
+            received.display()
+        ),
+        "receiver.log",
+    );
+    wait_listening(&bed, &work, &mut receiver, port, "receiver.log");
+    let sent = work.writable(As::User).join("sent.ts");
+    let (status, tb_packets) = counted(&bed, 1, || {
+        let mut sender = work.launch(
+            &bed.tx,
+            As::User,
+            &format!(
+                "{} ! tee name=t t. ! queue ! ristbondsink name=sink \
+                 links=rist://{group}:{port}?miface={} latency=500 stats-interval=500 \
+                 t. ! queue ! filesink location={}",
+                common::encode_chain(MC_FRAMES),
+                bed.tx_if[1],
+                sent.display()
+            ),
+            "sender.log",
+        );
+        sender.wait("sender", Duration::from_secs(60))
+    });
+    assert!(
+        status.success(),
+        "sender failed:\n{}",
+        work.log("sender.log")
+    );
+    // Let ristsrc's jitter buffer (500 ms) drain into the file.
+    std::thread::sleep(Duration::from_millis(1500));
+    if let Some(status) = receiver.0.try_wait().unwrap() {
+        panic!("ristsrc exited ({status}):\n{}", work.log("receiver.log"));
+    }
+    drop(receiver);
+
+    let stats = last_stats(&work.log("sender.log"));
+    eprintln!("sink stats: {stats}");
+    let links = common::links_of(&stats);
+    // ristsrc's receiver reports (to the group, port + 1) reached our sink.
+    assert_eq!(links[0].get::<&str>("state"), Ok("Live"), "{}", links[0]);
+    let rtp_sent = common::u64_field(&links[0], "sent-packets");
+    assert!(
+        tb_packets >= rtp_sent,
+        "{} sent {tb_packets} packets, the link {rtp_sent} RTP packets",
+        bed.tx_if[1]
+    );
+    assert_same_ts(
+        "ristbondsink -> ristsrc multicast",
+        &std::fs::read(&sent).expect("sent.ts"),
+        &std::fs::read(&received).expect("received.ts"),
+        0,
+    );
+}
+
+#[test]
+fn ristbondsrc_receives_multicast_from_gstreamer_ristsink() {
+    if !can_run("ristbondsrc_receives_multicast_from_gstreamer_ristsink") {
+        return;
+    }
+    common::init();
+    assert!(
+        gst::ElementFactory::find("ristsink").is_some(),
+        "ristsink (gstreamer1.0-plugins-bad) is not installed"
+    );
+    // GStreamer's ristsink sends the group on tb (its multicast-iface, and TX's
+    // multicast route); our source joins on rb and sends RTCP to GROUP:PORT+1.
+    let bed = TestBed::new('h');
+    bed.route_multicast(1);
+    let work = Work::new();
+    let (group, port) = (GROUPS[1], PORTS[1]);
+    let received = work.path("received.ts");
+    let mut receiver = work.launch(
+        &bed.rx,
+        As::Root,
+        &format!(
+            "ristbondsrc links=rist://@{group}:{port}?miface={} latency=500 \
+             stats-interval=500 idle-timeout=1500 ! filesink location={}",
+            bed.rx_if[1],
+            received.display()
+        ),
+        "receiver.log",
+    );
+    wait_listening(&bed, &work, &mut receiver, port, "receiver.log");
+    let sent = work.path("sent.ts");
+    // ristsink (1.22) never posts EOS: the sender runs until our source ends at its
+    // idle timeout, then is killed.
+    let sender = work.launch(
+        &bed.tx,
+        As::Root,
+        &format!(
+            "{} ! tee name=t t. ! queue ! rtpmp2tpay ! ristsink address={group} port={port} \
+             multicast-iface={} sender-buffer=500 t. ! queue ! filesink location={}",
+            common::encode_chain(MC_FRAMES),
+            bed.tx_if[1],
+            sent.display()
+        ),
+        "sender.log",
+    );
+    let status = receiver.wait("ristbondsrc (idle-timeout EOS)", Duration::from_secs(60));
+    drop(sender);
+    assert!(
+        status.success(),
+        "receiver failed ({status}):\n{}",
+        work.log("receiver.log")
+    );
+    let stats = last_stats(&work.log("receiver.log"));
+    eprintln!("src stats: {stats}");
+    let links = common::links_of(&stats);
+    assert!(
+        common::u64_field(&links[0], "received-packets") > 200,
+        "{stats}"
+    );
+    assert_same_ts(
+        "ristsink multicast -> ristbondsrc",
+        &std::fs::read(&sent).expect("sent.ts"),
+        &std::fs::read(&received).expect("received.ts"),
+        0,
+    );
+}
+
+#[test]
+fn unknown_multicast_interface_is_an_element_error_naming_it() {
+    common::init();
+    let port = common::free_port_pair(24_700);
+    for (factory, value) in [
+        (
+            "ristbondsink",
+            format!("rist://239.201.9.9:{port}?miface=doesnotexist0"),
+        ),
+        (
+            "ristbondsrc",
+            format!("rist://@239.201.9.9:{port}?miface=doesnotexist0"),
+        ),
+    ] {
+        let pipeline = gst::Pipeline::new();
+        let element = gst::ElementFactory::make(factory)
+            .property("links", &value)
+            .build()
+            .unwrap();
+        pipeline.add(&element).unwrap();
+        if factory == "ristbondsrc" {
+            let fakesink = gst::ElementFactory::make("fakesink").build().unwrap();
+            pipeline.add(&fakesink).unwrap();
+            element.link(&fakesink).unwrap();
+        }
+        let err = common::start_error(&pipeline)
+            .unwrap_or_else(|| panic!("{factory} {value}: must fail"));
+        eprintln!("{factory}: {err}");
+        assert!(err.contains("\"doesnotexist0\""), "{factory}: {err}");
+        assert!(err.contains("miface="), "{factory}: {err}");
+        assert!(
+            err.contains("no such network interface"),
+            "{factory}: {err}"
+        );
+    }
+}
