@@ -343,6 +343,12 @@ fn check_iface_name(iface: &str) -> io::Result<()> {
 /// interface that has since been deleted.
 pub const ENODEV: i32 = 19;
 
+/// `ENETUNREACH` on Linux (asm-generic/errno.h, the same on x86-64 and arm64): what a
+/// multicast send with `IP_MULTICAST_IF` gets once that interface (or its address) is
+/// gone; with an outgoing interface set, the kernel needs no route, so on such a link
+/// it means the interface went away.
+pub const ENETUNREACH: i32 = 101;
+
 /// Text of an element error for a failed `SO_BINDTODEVICE` on `iface`, naming the likely
 /// cause: `ENODEV` (no such interface, e.g. the modem is not up yet), `EPERM` (the
 /// process lacks `CAP_NET_RAW`, see the systemd unit's `AmbientCapabilities`), or a
@@ -445,6 +451,22 @@ mod tests {
         assert!(enodev.contains("no such network interface"), "{enodev}");
         let eperm = bind_device_error_text("wwan0", &io::Error::from_raw_os_error(1));
         assert!(eperm.contains("CAP_NET_RAW"), "{eperm}");
+    }
+
+    #[test]
+    fn multicast_interfaces_are_looked_up_by_name() {
+        let lo = lookup_multicast_iface("lo").expect("lo exists");
+        assert!(lo.index > 0);
+        assert_eq!(lo.ipv4, Some(Ipv4Addr::LOCALHOST));
+        let err = lookup_multicast_iface("doesnotexist0").unwrap_err();
+        let text = multicast_iface_error_text("doesnotexist0", "miface=", &err);
+        assert!(text.contains("\"doesnotexist0\" (miface=)"), "{text}");
+        assert!(text.contains("no such network interface"), "{text}");
+        let err = lookup_multicast_iface("a/b").unwrap_err();
+        let text = multicast_iface_error_text("a/b", "miface=", &err);
+        assert!(text.contains("invalid interface name"), "{text}");
+        let none = io::Error::new(io::ErrorKind::AddrNotAvailable, "x");
+        assert!(multicast_iface_error_text("d0", "iface=", &none).contains("no IP address"));
     }
 
     #[test]

@@ -197,6 +197,8 @@ struct LinkIo {
     uri: String,
     /// `iface=`, else the multicast interface (`miface=`); empty when neither is set.
     iface: String,
+    /// The link sends to a multicast group on a named interface (`miface=`/`iface=`).
+    multicast_iface: bool,
     rtp: UdpSocket,
     rtcp: UdpSocket,
     rtp_dest: SocketAddr,
@@ -206,8 +208,9 @@ struct LinkIo {
     spec: LinkSpec,
     /// Set to end this link's RTCP thread (link removed while running).
     stop: AtomicBool,
-    /// A send failed with `ENODEV`: the interface this link is bound to (`iface=`) or
-    /// sends multicast on (`miface=`) is gone. Its sockets stay bound to the old interface index even when an interface
+    /// A send failed with `ENODEV`: the interface this link is bound to (`iface=`) is
+    /// gone; or, on a multicast link with a multicast interface (`miface=`), with
+    /// `ENETUNREACH`: that interface or its address is gone. Its sockets stay bound to the old interface index even when an interface
     /// of the same name comes back (modem reset), so the timer thread reopens the link.
     device_gone: AtomicBool,
 }
@@ -292,7 +295,12 @@ impl Shared {
                 Channel::Rtcp => (&link.rtcp, link.rtcp_dest),
             };
             if let Err(err) = socket.send_to(&t.data, dest) {
-                if err.raw_os_error() == Some(common::ENODEV) && !link.iface.is_empty() {
+                let gone = match err.raw_os_error() {
+                    Some(common::ENODEV) => !link.iface.is_empty(),
+                    Some(common::ENETUNREACH) => link.multicast_iface,
+                    _ => false,
+                };
+                if gone {
                     link.device_gone.store(true, Ordering::Release);
                 }
                 let n = link.send_errors.fetch_add(1, Ordering::Relaxed) + 1;
@@ -876,6 +884,7 @@ impl RistBondSink {
                 .clone()
                 .or_else(|| mc_iface.as_ref().map(|i| i.name.clone()))
                 .unwrap_or_default(),
+            multicast_iface: mc_iface.is_some(),
             rtp,
             rtcp,
             rtp_dest,
@@ -991,7 +1000,9 @@ impl ObjectImpl for RistBondSink {
                     .blurb(
                         "Comma-separated destinations rist://HOST:PORT[?iface=IF][&local=IP[:PORT]] \
                          (PORT even: RTP on PORT, RTCP on PORT+1; iface binds with SO_BINDTODEVICE, \
-                         needs CAP_NET_RAW). Empty: use config's [[links]]",
+                         needs CAP_NET_RAW). A multicast HOST takes [&miface=IF][&ttl=N]: the \
+                         interface to send on and join on, the TTL (default 1). \
+                         Empty: use config's [[links]]",
                     )
                     .default_value(Some(DEFAULT_LINKS))
                     .mutable_playing()

@@ -10,7 +10,8 @@
  * within `latency` ms, and gaps are NACKed (RFC 4585 §6.2.1 generic NACK) to the
  * address the sender's RTCP came from on that link, together with receiver reports and
  * SDES (RFC 3550 §6.4.2). Until a link has seen RTCP from the sender, nothing is sent
- * on it. The output is `video/mpegts, systemstream=true, packetsize=188`; the source is
+ * on it; a link on a multicast group (`rist://@GROUP:PORT?miface=IF`) joins the group
+ * on IF and sends its RTCP to GROUP:PORT+1 from the start, as GStreamer's `ristsrc`. The output is `video/mpegts, systemstream=true, packetsize=188`; the source is
  * live and timestamps buffers with the running time at which they leave the element.
  *
  * A `ristbond-stats` element message is posted every `stats-interval` ms
@@ -501,7 +502,9 @@ impl ObjectImpl for RistBondSrc {
                     .nick("Links")
                     .blurb(
                         "Comma-separated listen addresses rist://@BIND_IP:PORT[?iface=IF] \
-                         (PORT even: RTP on PORT, RTCP on PORT+1)",
+                         (PORT even: RTP on PORT, RTCP on PORT+1). A multicast BIND_IP takes \
+                         [&miface=IF][&ttl=N]: the interface to join the group on and send \
+                         RTCP to GROUP:PORT+1 on, the TTL (default 1)",
                     )
                     .default_value(Some(DEFAULT_LINKS))
                     .mutable_ready()
