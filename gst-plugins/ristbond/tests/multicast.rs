@@ -178,6 +178,45 @@ fn multicast_link_comes_back_when_its_miface_is_created_again() {
     assert_complete(&run);
 }
 
+#[test]
+fn ipv6_multicast_links_leave_by_their_miface() {
+    if !can_run("ipv6_multicast_links_leave_by_their_miface") {
+        return;
+    }
+    // IPv6 groups (ff15::/16: transient, site-local scope), IPV6_MULTICAST_IF and
+    // IPV6_JOIN_GROUP by interface index; TX has no IPv6 multicast route at all, so
+    // only miface= makes the links work.
+    let bed = TestBed::new('6');
+    bed.enable_ipv6();
+    let groups = ["ff15::201:1", "ff15::201:2"];
+    let sink_links = format!(
+        "rist://[{}]:{}?miface={},rist://[{}]:{}?miface={}",
+        groups[0], PORTS[0], bed.tx_if[0], groups[1], PORTS[1], bed.tx_if[1]
+    );
+    let src_links = format!(
+        "rist://@[{}]:{}?miface={},rist://@[{}]:{}?miface={}",
+        groups[0], PORTS[0], bed.rx_if[0], groups[1], PORTS[1], bed.rx_if[1]
+    );
+    let run = run_links(&bed, MC_FRAMES, As::User, &sink_links, &src_links, || {});
+    assert_eq!(run.send_errors, [0, 0]);
+    assert_complete(&run);
+    let links = common::links_of(&run.sink_stats);
+    for (i, link) in links.iter().enumerate() {
+        assert_eq!(link.get::<&str>("state"), Ok("Live"), "{link}");
+        assert!(run.rtp_received[i] >= run.rtp_sent[i] * 9 / 10);
+        // Each interface carried its own link's RTP (plus RTCP, ND and MLD), and not
+        // the other's.
+        assert!(
+            run.tx_packets[i] >= run.rtp_sent[i]
+                && run.tx_packets[i] < run.rtp_sent[i] + run.rtp_sent[1 - i] / 2,
+            "{} sent {} packets, link {i} {:?} RTP packets",
+            bed.tx_if[i],
+            run.tx_packets[i],
+            run.rtp_sent
+        );
+    }
+}
+
 /// TX's `tx_packets` on interface `i` while `f` runs.
 fn counted<T>(bed: &TestBed, i: usize, f: impl FnOnce() -> T) -> (T, u64) {
     let before = bed.tx_packets()[i];

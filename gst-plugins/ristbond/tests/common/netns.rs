@@ -222,6 +222,46 @@ impl TestBed {
         ]);
     }
 
+    /// Turn IPv6 on in both namespaces (`new` turns it off) and give veth pair `i` the
+    /// addresses fd00:201:`i+1`::1/64 (TX) and ::2 (RX), without duplicate address
+    /// detection so they are usable at once. Neighbour discovery and MLD then add a few
+    /// packets to the counters.
+    pub fn enable_ipv6(&self) {
+        for ns in [&self.tx, &self.rx] {
+            in_ns(
+                ns,
+                &[
+                    "sysctl",
+                    "-qw",
+                    "net.ipv6.conf.all.disable_ipv6=0",
+                    "net.ipv6.conf.default.disable_ipv6=0",
+                ],
+            );
+        }
+        for i in 0..2 {
+            for (ns, name, host) in [(&self.tx, &self.tx_if[i], 1), (&self.rx, &self.rx_if[i], 2)] {
+                in_ns(
+                    ns,
+                    &[
+                        "sysctl",
+                        "-qw",
+                        &format!("net.ipv6.conf.{name}.disable_ipv6=0"),
+                    ],
+                );
+                ip(&[
+                    "-n",
+                    ns,
+                    "addr",
+                    "add",
+                    &format!("fd00:201:{}::{host}/64", i + 1),
+                    "dev",
+                    name,
+                    "nodad",
+                ]);
+            }
+        }
+    }
+
     /// Delete veth pair `i` (both ends, and TX's route through it), as when a modem's
     /// interface disappears.
     pub fn del_pair(&self, i: usize) {
@@ -246,7 +286,15 @@ impl TestBed {
 
     /// True when something in RX listens on UDP `port` (its /proc/net/udp).
     pub fn rx_listens(&self, port: u16) -> bool {
-        let table = in_ns(&self.rx, &["cat", "/proc/net/udp"]);
+        // /proc/net/udp6 exists only while IPv6 is enabled in RX (see `enable_ipv6`).
+        let table = in_ns(
+            &self.rx,
+            &[
+                "sh",
+                "-c",
+                "cat /proc/net/udp /proc/net/udp6 2>/dev/null || true",
+            ],
+        );
         let needle = format!(":{port:04X} ");
         table.lines().skip(1).any(|l| {
             l.split_whitespace()
