@@ -25,17 +25,23 @@
 //!   averages out of a 1 s slope, a capacity fall does not), or when it stands above
 //!   H + J. Then the rate drops by 15 %; the first queue after slow start, or one
 //!   deeper than 2H + J, takes the rate to 0.9 × the capacity the queue's growth
-//!   reveals (what was sent divided by 1 + the growth rate over the last 300 ms; at
-//!   most −70 % in slow start, −40 % otherwise). One decrease per episode: the next
-//!   needs a round trip plus 100 ms and a queue still growing, or 600 ms more and a
-//!   queue still above H + J. Between the thresholds the rate is
-//!   held. Below `max(15 ms, min_rtt / 5) + J`, when the link is the constraint (it
-//!   carried ≥ 75 % of its rate, or originals wait in the pacing queue), a Live link
-//!   grows: ×1.25 per sample in slow start (until the first queue), +5 % per 100 ms
-//!   back up to the capacity measured at the last decrease, then +1 % per 100 ms
-//!   (+2 % with a backlog) to probe beyond it. (A lower gate lets unused links
-//!   inflate their estimates, and the shares go wrong when the input rises: twice
-//!   the deadline drops at 85 % load in the sim.)
+//!   reveals (what was sent divided by 1 + the growth rate over the last 300 ms, a
+//!   draining queue's negative growth included; at most −70 % in slow start, −40 %
+//!   otherwise). A deep queue that does not drain while the link loses ≥ 40 % of
+//!   what it is sent (a full drop-tail queue: the capacity fell) cuts by 40–55 % at
+//!   once. One decrease per episode: the next needs the *current* filtered RTT plus
+//!   100 ms (the queue ahead of the new rate must drain before the RTT can show it)
+//!   and a queue still growing, or the base RTT + 600 ms and a queue still above
+//!   H + J. A storm's rate hold (below) does not stop a decrease for a queue deeper
+//!   than 2H + J. Between the thresholds the rate is held. Below
+//!   `max(15 ms, min_rtt / 5) + J`, when the link is the constraint (it carried
+//!   ≥ 75 % of its rate, or originals wait in the pacing queue), a Live link grows:
+//!   ×1.25 per sample in slow start (until the first queue), +5 % per 100 ms back up
+//!   to the capacity measured at the last decrease, then +1 % per 100 ms (+2 % with
+//!   a backlog) to probe beyond it; never above 1.5 × what it carried since the
+//!   last sample (a backlog of a moment, a key frame, is no evidence of capacity).
+//!   (A lower gate lets unused links inflate their estimates, and the shares go
+//!   wrong when the input rises: twice the deadline drops at 85 % load in the sim.)
 //! - **States**: `Probing` (no feedback yet, or recovering), `Live`, `Degraded` (loss
 //!   above `failover_loss_rate` or smoothed RTT above `failover_rtt`), `Down` (no
 //!   RTCP for `max(250 ms, 2.5 × the usual RTCP gap)`, at most 2 s). Degraded → Live
@@ -472,16 +478,38 @@ impl LinkEstimator {
             // the filter to see it, and only beyond the jitter allowance.
             let settled = self.last_decrease.is_none_or(|t| {
                 let since = now.saturating_duration_since(t);
-                (growing && since > min_rtt + Duration::from_millis(100))
+                (growing && since > filtered + Duration::from_millis(100))
                     || (qdelay > high && since > min_rtt + DRAIN_WAIT)
             });
-            if settled && !held {
+            // A storm holds the rates against the brief load of its copies, not
+            // against a deep queue: a link whose estimate was never tested at the
+            // rate the failover now asks of it would overflow for the whole hold.
+            if settled && (!held || qdelay > deep) {
                 // Mild overshoot: back off 15 %. The first queue after slow start, or
                 // a deep one (capacity fell): go to 0.9 × the capacity the queue's
                 // growth reveals, by at most −70 % (slow start) or −40 % per step.
-                let capacity = self.tx_rate_bps.max(1.0) / (1.0 + growth.max(0.0));
+                let capacity = self.tx_rate_bps.max(1.0) / (1.0 + growth.max(-0.5));
+                // A deep queue that does not drain while the link loses a large
+                // share of what it is sent is a full drop-tail queue fed far above
+                // capacity (the capacity fell): a full queue no longer grows, so
+                // the growth underrates the excess; cut by 40-55 % at once
+                // (`capacity_fall_is_followed_*` in the simulation: a 3 → 0.4 Mbit/s
+                // fall is followed within 2.5 s). The share lost is the last loss
+                // window's (NACKs of the link's originals over those sent; the
+                // EWMA lags by seconds) or the EWMA, whichever is higher.
+                let window_loss = if self.loss_sent >= 20 {
+                    (self.loss_lost as f64 / self.loss_sent as f64).min(1.0)
+                } else {
+                    0.0
+                };
+                let dropped = window_loss.max(self.loss);
+                let overflowing = qdelay > deep
+                    && dropped >= 0.4
+                    && trend_slope(&self.qdelay_trend).is_none_or(|sl| sl > -0.03);
                 let factor = if self.slow_start {
                     (capacity / self.rate_bps * 0.9).clamp(0.3, 0.85)
+                } else if overflowing {
+                    (0.9 * (1.0 - dropped)).clamp(0.45, 0.6)
                 } else if qdelay > deep {
                     (capacity / self.rate_bps * 0.9).clamp(0.6, 0.85)
                 } else {
@@ -512,7 +540,11 @@ impl LinkEstimator {
             } else {
                 1.0 + 0.01 * steps
             };
-            self.rate_bps = (self.rate_bps * factor).min(cfg.max_rate_bps);
+            // Never more than 1.5 × what the link carried over the interval: a rate
+            // the link was not asked to carry is not evidence (a backlog of a moment,
+            // e.g. a key frame, would otherwise inflate every link's estimate).
+            let evidence = (self.tx_rate_bps * 1.5).max(self.rate_bps);
+            self.rate_bps = (self.rate_bps * factor).min(evidence).min(cfg.max_rate_bps);
             if self.rate_bps > self.last_max_bps {
                 self.last_max_bps = self.rate_bps;
             }

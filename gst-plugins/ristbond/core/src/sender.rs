@@ -20,8 +20,14 @@
 //!   spare capacity carries copies of originals on idle links.
 //! - Retransmission buffer: every sent datagram is kept for
 //!   [`SenderConfig::retransmit_buffer`]. A NACK (generic RFC 4585 or RIST range)
-//!   resends it verbatim with SSRC | 1 (TR-06-1 §5.3.2) on the *best usable link*: the
-//!   usable link where it arrives first, else the link the NACK came on. The same
+//!   resends it verbatim with SSRC | 1 (TR-06-1 §5.3.2) on the *best link*: among the
+//!   proven links (Live, else Degraded; any usable link when none is proven) whose
+//!   pacing clock allows a packet now, the one where it arrives first. Repairs are
+//!   paced like originals and go before them: with no link free, a repair waits in
+//!   NACK order (a burst of repairs sent at once would overflow the network queue
+//!   of the links it lands on, which the loss burst that caused the NACKs usually
+//!   just filled); one that can no longer arrive within the buffer is given up
+//!   (`retransmits_expired`). The same
 //!   sequence number is not resent again within a guard of `max(10 ms, rtt/2)` (capped
 //!   at 250 ms), so one loss NACKed on two links costs one repair. A later repeat
 //!   request for the same number (its repair was lost) prefers another link than the
@@ -125,6 +131,9 @@ pub struct SenderStats {
     /// Failover resends given up: no room before they could reach the receiver
     /// within the retransmission buffer (a NACK can still ask for them).
     pub failover_resends_expired: u64,
+    /// NACKed packets not resent: they waited for room on a link until they could no
+    /// longer reach the receiver within the retransmission buffer.
+    pub retransmits_expired: u64,
     /// Copies of originals sent (critical broadcast, storm, redundancy).
     pub packets_duplicated: u64,
     /// Usable aggregate capacity for the encoder: sum of the Live links' rates and a
@@ -147,6 +156,8 @@ struct SentPacket {
     /// When the last retransmission, if it was a failover resend, is expected at the
     /// receiver: after the target link's pacing queue (its clock) and one-way delay.
     failover_arrival: Option<Instant>,
+    /// Whether a repair of it waits in [`Sender::repairs`].
+    repair_queued: bool,
 }
 
 /// A packet of a link that went Down, waiting to be resent on another
@@ -158,6 +169,15 @@ struct FailoverResend {
     /// The link that died.
     dead: LinkId,
     queued_at: Instant,
+}
+
+/// A NACKed packet waiting for room on a link ([`Sender::pump_repairs`]).
+#[derive(Debug)]
+struct Repair {
+    /// Extended sequence number.
+    seq: u64,
+    /// The link of the previous repair of this packet, avoided when possible.
+    avoid: Option<LinkId>,
 }
 
 /// A payload waiting for a link.
@@ -194,6 +214,11 @@ pub struct Sender {
     failover: VecDeque<FailoverResend>,
     /// Failover resends dropped because they could no longer arrive in time.
     failover_expired: u64,
+    /// NACKed packets waiting for a link with room, oldest NACK first (they go before
+    /// originals).
+    repairs: VecDeque<Repair>,
+    /// Repairs dropped because they could no longer arrive in time.
+    repairs_expired: u64,
     queue: VecDeque<Transmit>,
     transitions: VecDeque<LinkTransition>,
     classifier: CriticalClassifier,
@@ -251,6 +276,8 @@ impl Sender {
             pending: VecDeque::new(),
             failover: VecDeque::new(),
             failover_expired: 0,
+            repairs: VecDeque::new(),
+            repairs_expired: 0,
             queue: VecDeque::new(),
             transitions: VecDeque::new(),
             classifier: CriticalClassifier::new(),
@@ -470,8 +497,12 @@ impl Sender {
                 consider(free.checked_sub(PACING_SLACK).unwrap_or(free));
             }
         }
-        if let Some(front) = self.pending.front() {
-            consider(front.queued_at + self.sched.discard_deadline);
+        if !self.repairs.is_empty() {
+            if let Some(free) = self.repair_candidates().map(|(_, l)| l.est.next_free).min() {
+                consider(free.checked_sub(PACING_SLACK).unwrap_or(free));
+            }
+        }
+        if !self.pending.is_empty() {
             let blind = !self.links.values().any(|l| l.est.usable());
             if let Some(free) = self
                 .links
@@ -482,6 +513,9 @@ impl Sender {
             {
                 consider(free.checked_sub(PACING_SLACK).unwrap_or(free));
             }
+        }
+        if let Some(front) = self.pending.front() {
+            consider(front.queued_at + self.sched.discard_deadline);
         }
         t
     }
@@ -524,6 +558,7 @@ impl Sender {
             retransmits_suppressed: self.retransmits_suppressed,
             packets_resent_failover: self.packets_resent_failover,
             failover_resends_expired: self.failover_expired,
+            retransmits_expired: self.repairs_expired,
             packets_duplicated: self.packets_duplicated,
             available_bitrate_bps: self.available_bitrate_bps(),
             queued_packets: self.pending.len() as u64,
@@ -561,6 +596,7 @@ impl Sender {
             self.pending.pop_front();
             self.packets_dropped += 1;
         }
+        self.pump_repairs(now);
         while !self.pending.is_empty() {
             let Some(link) = self.pick_original(now) else {
                 break;
@@ -656,33 +692,6 @@ impl Sender {
         Some(id)
     }
 
-    /// The link for a packet: among usable links whose pacing clock allows it (when
-    /// `paced`) the one where it arrives first, other than `avoid` if possible. Links
-    /// proven by feedback come first: Live, then Degraded, then links never heard
-    /// from (their delay is unknown, they only take what the others cannot). With no
-    /// usable link at all (everything Down or recovering), every link is tried
-    /// ("blind").
-    fn pick(&self, now: Instant, avoid: Option<LinkId>, paced: bool) -> Option<LinkId> {
-        let blind = !self.links.values().any(|l| l.est.usable());
-        let horizon = now + PACING_SLACK;
-        self.links
-            .iter()
-            .filter(|(_, l)| blind || l.est.usable())
-            .filter(|(_, l)| !paced || l.est.next_free <= horizon)
-            .min_by_key(|&(&id, l)| {
-                let rank = match l.est.state() {
-                    LinkState::Live => 0,
-                    // A Degraded link is already paced at a quarter of its rate.
-                    LinkState::Degraded if paced => 0,
-                    LinkState::Degraded => 1,
-                    _ => 2,
-                };
-                let arrival = l.est.next_free.max(now) + l.est.owd();
-                (rank, Some(id) == avoid, arrival, id)
-            })
-            .map(|(&id, _)| id)
-    }
-
     fn send_original(&mut self, p: Pending, link: LinkId, now: Instant) {
         let Ok(datagram) = rtp::build(
             self.next_seq as u16,
@@ -766,6 +775,7 @@ impl Sender {
             nacked: false,
             last_retransmit: None,
             failover_arrival: None,
+            repair_queued: false,
         });
         self.next_seq += 1;
     }
@@ -894,8 +904,16 @@ impl Sender {
             self.history.pop_front();
             self.history_first += 1;
         }
-        // Failover resends whose packet left the buffer (links busy with originals
-        // all the while).
+        // Repairs and failover resends whose packet left the buffer (links busy all
+        // the while).
+        while self
+            .repairs
+            .front()
+            .is_some_and(|r| r.seq < self.history_first)
+        {
+            self.repairs.pop_front();
+            self.repairs_expired += 1;
+        }
         while self
             .failover
             .front()
@@ -960,15 +978,11 @@ impl Sender {
                 e.nacked = true;
             }
         }
-        // A repeated request means the previous repair (or its NACK) was lost: prefer a
-        // different link for diversity.
-        let target = self
-            .pick(now, previous.map(|(_, l)| l), false)
-            .filter(|id| self.links.get(id).is_some_and(|l| l.est.usable()))
-            .unwrap_or(nack_link);
-        let rtx_guard = self
-            .links
-            .get(&target)
+        // A repeated request means the previous repair (or its NACK) was lost: the
+        // repair prefers a different link for diversity.
+        let avoid = previous.map(|(_, l)| l);
+        let rtx_guard = avoid
+            .and_then(|l| self.links.get(&l))
             .and_then(|l| l.est.srtt())
             .map_or(MIN_RTX_GUARD, |rtt| {
                 (rtt / 2).clamp(MIN_RTX_GUARD, MAX_RTX_GUARD)
@@ -995,17 +1009,109 @@ impl Sender {
                 return;
             }
         }
+        if self.history.get(index).is_some_and(|e| e.repair_queued) {
+            // Its repair is still waiting for room: one copy is enough.
+            self.retransmits_suppressed += 1;
+            return;
+        }
+        // Sent at once when a link has room and no older repair waits; otherwise
+        // queued. A burst of repairs sent at once would land in the network queue of
+        // a link that is already full (the loss burst that caused the NACKs) and
+        // overflow it again.
+        if self.repairs.is_empty() {
+            if let Some(target) = self.repair_target(now, avoid) {
+                self.send_repair(index, target, now);
+                return;
+            }
+        }
+        if let Some(e) = self.history.get_mut(index) {
+            e.repair_queued = true;
+        }
+        self.repairs.push_back(Repair { seq: ext, avoid });
+    }
+
+    /// Send queued repairs, oldest first, while a link has room (its pacing clock
+    /// allows a packet now); the link is chosen as for an immediate repair. Called
+    /// before the originals: a repair is due sooner than an original is. A repair that
+    /// can no longer reach the receiver within the retransmission buffer is dropped
+    /// (`retransmits_expired`).
+    fn pump_repairs(&mut self, now: Instant) {
+        while let Some(r) = self.repairs.front() {
+            let (seq, avoid) = (r.seq, r.avoid);
+            let Some(index) = seq
+                .checked_sub(self.history_first)
+                .map(|i| i as usize)
+                .filter(|&i| i < self.history.len())
+            else {
+                self.repairs.pop_front();
+                self.repairs_expired += 1;
+                continue;
+            };
+            let Some(target) = self.repair_target(now, avoid) else {
+                return;
+            };
+            self.repairs.pop_front();
+            let owd = self
+                .links
+                .get(&target)
+                .map_or(Duration::ZERO, |l| l.est.owd());
+            let entry = &mut self.history[index];
+            entry.repair_queued = false;
+            if entry.sent_at + self.config.retransmit_buffer <= now + owd {
+                self.repairs_expired += 1;
+                continue;
+            }
+            self.send_repair(index, target, now);
+        }
+    }
+
+    /// The link for a repair now: a link whose pacing clock allows a packet, among the
+    /// proven ones (Live, Degraded) when there are any (a link never heard from may
+    /// be dead: the repair would be lost again), else among the usable ones, else
+    /// (blind) any; the earliest arrival first, other than `avoid` if possible.
+    fn repair_target(&self, now: Instant, avoid: Option<LinkId>) -> Option<LinkId> {
+        let horizon = now + PACING_SLACK;
+        self.repair_candidates()
+            .filter(|(_, l)| l.est.next_free <= horizon)
+            .min_by_key(|&(&id, l)| {
+                // A Degraded link (heavy loss, or a long RTT) only when no Live one
+                // has room: a repair sent into the loss that caused it is lost again.
+                let degraded = l.est.state() == LinkState::Degraded;
+                let arrival = l.est.next_free.max(now) + l.est.owd();
+                (degraded, Some(id) == avoid, arrival, id)
+            })
+            .map(|(&id, _)| id)
+    }
+
+    /// Links that may carry a repair: the proven ones (Live, Degraded) when there are
+    /// any, else the usable ones, else (blind) all.
+    fn repair_candidates(&self) -> impl Iterator<Item = (&LinkId, &LinkEntry)> {
+        let proven = |l: &LinkEntry| matches!(l.est.state(), LinkState::Live | LinkState::Degraded);
+        let any_proven = self.links.values().any(proven);
+        let blind = !self.links.values().any(|l| l.est.usable());
+        self.links.iter().filter(move |(_, l)| {
+            if any_proven {
+                proven(l)
+            } else {
+                blind || l.est.usable()
+            }
+        })
+    }
+
+    /// Resend history entry `index` on `target` now, as a RIST retransmission.
+    fn send_repair(&mut self, index: usize, target: LinkId, now: Instant) {
         let Some(entry) = self.history.get_mut(index) else {
             return;
         };
         entry.last_retransmit = Some((now, target));
+        entry.failover_arrival = None;
+        entry.repair_queued = false;
         let data = rtp::to_retransmission(&entry.datagram);
         if let Some(l) = self.links.get_mut(&target) {
             l.stats.retransmitted_packets += 1;
             l.stats.sent_bytes += data.len() as u64;
             l.est.on_sent(data.len(), false, now);
         }
-        entry.failover_arrival = None;
         self.packets_retransmitted += 1;
         self.queue.push_back(Transmit {
             link: target,
@@ -1240,6 +1346,84 @@ mod tests {
         assert_eq!(st.links[0].nacks_received, 3);
     }
 
+    /// A burst of NACKs is not sent at once: repairs leave as the link's pacing clock
+    /// allows (about one 1328-byte packet per 1.06 ms at the 10 Mbit/s start), before
+    /// any original waiting, in NACK order; the ones that can no longer arrive within
+    /// the retransmission buffer are dropped and counted.
+    #[test]
+    fn repairs_are_paced_before_originals_and_expire_with_the_buffer() {
+        let t0 = Instant::now();
+        let mut s = Sender::new(config(), t0);
+        s.add_link(0, t0);
+        let (_, t) = send_all(&mut s, 60, t0);
+        let t1 = t + Duration::from_millis(100);
+        s.handle_timeout(t1);
+        drain(&mut s);
+        let nacked: Vec<u16> = (10..50).collect();
+        s.handle_rtcp(0, &nack(&nacked), t1).unwrap();
+        // Only what fits in the pacing slack (5 ms) leaves at once.
+        let mut out: Vec<(Instant, (LinkId, u16, u32))> = rtp_of(&drain(&mut s))
+            .into_iter()
+            .map(|r| (t1, r))
+            .collect();
+        assert!(
+            (1..=8).contains(&out.len()),
+            "{} repairs at once",
+            out.len()
+        );
+        // New payloads wait behind the queued repairs.
+        for i in 0..5 {
+            s.send_payload(&payload(), 1000 + i, t1).unwrap();
+        }
+        out.extend(rtp_of(&drain(&mut s)).into_iter().map(|r| (t1, r)));
+        let mut now = t1;
+        while out.len() < nacked.len() + 5 && now < t1 + Duration::from_millis(200) {
+            now = s.poll_timeout().unwrap().max(now);
+            s.handle_timeout(now);
+            out.extend(rtp_of(&drain(&mut s)).into_iter().map(|r| (now, r)));
+        }
+        let seqs: Vec<u16> = out.iter().map(|(_, r)| r.1).collect();
+        let ssrcs: Vec<u32> = out.iter().map(|(_, r)| r.2).collect();
+        assert_eq!(
+            &seqs[..nacked.len()],
+            &nacked[..],
+            "repairs first, in order"
+        );
+        assert!(ssrcs[..nacked.len()].iter().all(|&x| x == SSRC | 1));
+        assert_eq!(&seqs[nacked.len()..], &[60, 61, 62, 63, 64]);
+        // Paced: 40 repairs of 1328 bytes at 10 Mbit/s take about 42 ms.
+        let last_repair = out[nacked.len() - 1].0;
+        let spread = last_repair.saturating_duration_since(t1);
+        assert!(
+            spread >= Duration::from_millis(30),
+            "40 repairs within {spread:?}"
+        );
+        // Repairs NACKed just before their packets leave the buffer, the oldest
+        // behind 20 others: each is sent in time, given up when it no longer can be
+        // (counted), or a miss.
+        let before = s.stats();
+        let mut late = (t0 + Duration::from_millis(985)).max(now);
+        s.handle_rtcp(0, &nack(&(20..40).collect::<Vec<u16>>()), late)
+            .unwrap();
+        s.handle_rtcp(0, &nack(&(0..20).collect::<Vec<u16>>()), late)
+            .unwrap();
+        drain(&mut s);
+        while late < t0 + Duration::from_millis(1200) {
+            late = s
+                .poll_timeout()
+                .unwrap()
+                .max(late + Duration::from_millis(1));
+            s.handle_timeout(late);
+            drain(&mut s);
+        }
+        let st = s.stats();
+        let sent = st.packets_retransmitted - before.packets_retransmitted;
+        let expired = st.retransmits_expired - before.retransmits_expired;
+        let missed = st.retransmit_misses - before.retransmit_misses;
+        assert!(expired > 0, "{st:?}");
+        assert_eq!(sent + expired + missed, 40, "{st:?}");
+    }
+
     /// Two links at 2 Mbit/s, both Live; 20 payloads sent over both; then link 1
     /// falls silent until it is Down. Returns the sender, the sequence numbers link 1
     /// carried (now queued for failover resends) and the time reached.
@@ -1387,8 +1571,16 @@ mod tests {
             ranges: vec![NackRange { start: 3, extra: 3 }],
         })]);
         s.handle_rtcp(0, &n, t0).unwrap();
-        // 3 and 4 exist; 5 and 6 were never sent.
-        assert_eq!(rtp_of(&drain(&mut s)).len(), 2);
+        // 3 and 4 exist; 5 and 6 were never sent. The repairs are paced: they leave
+        // as the link's pacing clock allows, within a few ms.
+        let mut repairs = rtp_of(&drain(&mut s));
+        let mut t = t0;
+        while repairs.len() < 2 && t < t0 + Duration::from_millis(20) {
+            t = s.poll_timeout().unwrap().max(t);
+            s.handle_timeout(t);
+            repairs.extend(rtp_of(&drain(&mut s)));
+        }
+        assert_eq!(repairs.iter().map(|r| r.1).collect::<Vec<_>>(), [3, 4]);
         assert_eq!(s.stats().retransmit_misses, 2);
         // After the buffer expires, everything misses.
         let late = t0 + Duration::from_millis(1001);

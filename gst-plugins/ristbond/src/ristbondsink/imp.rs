@@ -360,6 +360,7 @@ impl Shared {
             .field("packets-duplicated", stats.packets_duplicated)
             .field("packets-resent-failover", stats.packets_resent_failover)
             .field("failover-resends-expired", stats.failover_resends_expired)
+            .field("retransmits-expired", stats.retransmits_expired)
             .field("packets-queued", stats.queued_packets)
             .field("available-bitrate", stats.available_bitrate_bps)
             .field("links", gst::Array::new(links))
