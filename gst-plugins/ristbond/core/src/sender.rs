@@ -489,7 +489,7 @@ impl Sender {
         }
         if let (true, Some(r)) = (self.pending.is_empty(), self.failover.front()) {
             if let Some(free) = self
-                .failover_candidates(r.dead)
+                .failover_candidates(Some(r.dead))
                 .iter()
                 .map(|(_, l)| l.est.next_free)
                 .min()
@@ -498,7 +498,12 @@ impl Sender {
             }
         }
         if !self.repairs.is_empty() {
-            if let Some(free) = self.repair_candidates().map(|(_, l)| l.est.next_free).min() {
+            if let Some(free) = self
+                .repair_candidates()
+                .iter()
+                .map(|(_, l)| l.est.next_free)
+                .min()
+            {
                 consider(free.checked_sub(PACING_SLACK).unwrap_or(free));
             }
         }
@@ -813,14 +818,15 @@ impl Sender {
         }
     }
 
-    /// Links that may carry a failover resend of `dead`'s packets: the usable others;
-    /// only the proven ones (Live, Degraded) when there are any, as for repairs (a
-    /// link never heard from may be dead too).
-    fn failover_candidates(&self, dead: LinkId) -> Vec<(LinkId, &LinkEntry)> {
+    /// Links that may carry a resend (failover of `except`'s packets, or a repair):
+    /// the usable links other than `except`; only the proven ones (Live, Degraded)
+    /// when there are any (a link never heard from may be dead: the resend would be
+    /// lost again).
+    fn failover_candidates(&self, except: Option<LinkId>) -> Vec<(LinkId, &LinkEntry)> {
         let usable: Vec<(LinkId, &LinkEntry)> = self
             .links
             .iter()
-            .filter(|&(&id, l)| id != dead && l.est.usable())
+            .filter(|&(&id, l)| Some(id) != except && l.est.usable())
             .map(|(&id, l)| (id, l))
             .collect();
         let proven = |l: &LinkEntry| matches!(l.est.state(), LinkState::Live | LinkState::Degraded);
@@ -835,7 +841,7 @@ impl Sender {
     /// clock allows a packet now, the earliest arrival first.
     fn failover_target(&self, dead: LinkId, now: Instant) -> Option<LinkId> {
         let horizon = now + PACING_SLACK;
-        self.failover_candidates(dead)
+        self.failover_candidates(Some(dead))
             .into_iter()
             .filter(|(_, l)| l.est.next_free <= horizon)
             .min_by_key(|&(id, l)| (l.est.next_free.max(now) + l.est.owd(), id))
@@ -1072,30 +1078,26 @@ impl Sender {
     fn repair_target(&self, now: Instant, avoid: Option<LinkId>) -> Option<LinkId> {
         let horizon = now + PACING_SLACK;
         self.repair_candidates()
+            .into_iter()
             .filter(|(_, l)| l.est.next_free <= horizon)
-            .min_by_key(|&(&id, l)| {
+            .min_by_key(|&(id, l)| {
                 // A Degraded link (heavy loss, or a long RTT) only when no Live one
                 // has room: a repair sent into the loss that caused it is lost again.
                 let degraded = l.est.state() == LinkState::Degraded;
                 let arrival = l.est.next_free.max(now) + l.est.owd();
                 (degraded, Some(id) == avoid, arrival, id)
             })
-            .map(|(&id, _)| id)
+            .map(|(id, _)| id)
     }
 
-    /// Links that may carry a repair: the proven ones (Live, Degraded) when there are
-    /// any, else the usable ones, else (blind) all.
-    fn repair_candidates(&self) -> impl Iterator<Item = (&LinkId, &LinkEntry)> {
-        let proven = |l: &LinkEntry| matches!(l.est.state(), LinkState::Live | LinkState::Degraded);
-        let any_proven = self.links.values().any(proven);
-        let blind = !self.links.values().any(|l| l.est.usable());
-        self.links.iter().filter(move |(_, l)| {
-            if any_proven {
-                proven(l)
-            } else {
-                blind || l.est.usable()
-            }
-        })
+    /// Links that may carry a repair: [`Sender::failover_candidates`] of all links,
+    /// or every link when none is usable ("blind", as for originals).
+    fn repair_candidates(&self) -> Vec<(LinkId, &LinkEntry)> {
+        if self.links.values().any(|l| l.est.usable()) {
+            self.failover_candidates(None)
+        } else {
+            self.links.iter().map(|(&id, l)| (id, l)).collect()
+        }
     }
 
     /// Resend history entry `index` on `target` now, as a RIST retransmission.
