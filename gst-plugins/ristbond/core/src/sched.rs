@@ -374,6 +374,12 @@ impl LinkEstimator {
         self.loss_lost += 1;
     }
 
+    /// Share of the originals sent in the current loss window that were NACKed
+    /// (0..=1; NACKs lag the sends, so an early window reads low, a late one high).
+    fn window_loss(&self) -> f64 {
+        (self.loss_lost as f64 / self.loss_sent.max(1) as f64).min(1.0)
+    }
+
     /// Keep rates from being lowered until `until` (a storm: the failover resend and
     /// the storm copies load the links left for a short time).
     pub(crate) fn hold_rate(&mut self, until: Instant) {
@@ -498,7 +504,7 @@ impl LinkEstimator {
                 // window's (NACKs of the link's originals over those sent; the
                 // EWMA lags by seconds) or the EWMA, whichever is higher.
                 let window_loss = if self.loss_sent >= 20 {
-                    (self.loss_lost as f64 / self.loss_sent as f64).min(1.0)
+                    self.window_loss()
                 } else {
                     0.0
                 };
@@ -557,7 +563,7 @@ impl LinkEstimator {
         if now.saturating_duration_since(self.loss_since) >= Duration::from_millis(250)
             && self.loss_sent >= 50
         {
-            let sample = (self.loss_lost as f64 / self.loss_sent as f64).min(1.0);
+            let sample = self.window_loss();
             self.loss = 0.8 * self.loss + 0.2 * sample;
 
             self.loss_sent = 0;
