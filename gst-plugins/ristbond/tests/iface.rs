@@ -331,6 +331,7 @@ fn bound_link_comes_back_when_its_interface_is_created_again() {
     // name comes back (another index). The sink reopens the link on it.
     let bed = TestBed::new('c');
     let query = [0, 1].map(|i| format!("?iface={}", bed.tx_if[i]));
+    let before = bed.tx_packets();
     let run = run(
         &bed,
         240,
@@ -338,7 +339,8 @@ fn bound_link_comes_back_when_its_interface_is_created_again() {
         [&query[0], &query[1]],
         ["", ""],
         || {
-            std::thread::sleep(Duration::from_millis(1500));
+            bed.wait_streaming(1, before, 20, Duration::from_secs(30));
+            std::thread::sleep(Duration::from_millis(500));
             bed.del_pair(1);
             std::thread::sleep(Duration::from_millis(1000));
             bed.add_pair(1);

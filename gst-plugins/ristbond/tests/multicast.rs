@@ -153,8 +153,10 @@ fn multicast_link_comes_back_when_its_miface_is_created_again() {
         "rist://@{}:{}?miface={},rist://@{}:{}?miface={}",
         GROUPS[0], PORTS[0], bed.rx_if[0], GROUPS[1], PORTS[1], bed.rx_if[1]
     );
+    let before = bed.tx_packets();
     let run = run_links(&bed, 150, As::User, &sink_links, &src_links, || {
-        std::thread::sleep(Duration::from_millis(1500));
+        bed.wait_streaming(1, before, 20, Duration::from_secs(30));
+        std::thread::sleep(Duration::from_millis(500));
         bed.del_pair(1);
         std::thread::sleep(Duration::from_millis(1000));
         bed.add_pair(1);

@@ -268,6 +268,28 @@ impl TestBed {
         ip(&["-n", &self.tx, "link", "del", &self.tx_if[i]]);
     }
 
+    /// Wait until TX interface `i` has sent at least `min` more packets than `from`
+    /// (the sender is up and streaming on it), at most `timeout`; panics with the
+    /// count otherwise. Tests that pull an interface from under a running sender
+    /// call it first: on a loaded machine gst-launch can take seconds to start, and
+    /// a sender started after the interface is gone fails, rightly, at start.
+    pub fn wait_streaming(&self, i: usize, from: [u64; 2], min: u64, timeout: Duration) {
+        let until = Instant::now() + timeout;
+        loop {
+            let now = self.tx_packets()[i];
+            if now >= from[i] + min {
+                return;
+            }
+            assert!(
+                Instant::now() < until,
+                "{} sent {} packets in {timeout:?}, expected {min}",
+                self.tx_if[i],
+                now - from[i]
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// `tx_packets` of TX's interfaces (link 0, link 1).
     pub fn tx_packets(&self) -> [u64; 2] {
         [0, 1].map(|i| {
