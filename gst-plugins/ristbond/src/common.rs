@@ -8,6 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs, UdpSocket};
 use std::sync::{Condvar, MutexGuard};
 use std::time::{Duration, Instant};
 
+use ristbond_core::link::LinkUri;
 use socket2::{Domain, InterfaceIndexOrAddress, Protocol, Socket, Type};
 
 /// Bytes of one MPEG-TS packet (ISO/IEC 13818-1 §2.4.3.2).
@@ -159,9 +160,32 @@ pub fn multicast_iface_error_text(iface: &str, key: &str, err: &io::Error) -> St
     format!("cannot use multicast interface {iface:?} ({key}): {cause} ({err})")
 }
 
+/// The multicast interface of link `uri` when it sends to or listens on a multicast
+/// group (`multicast`), looked up with [`lookup_multicast_iface`]: `Ok(None)` for a
+/// unicast link or a multicast link without `miface=`/`iface=` (the route decides).
+/// Errors: the text of an element error naming the link, the interface, the key it was
+/// given with and the cause ([`multicast_iface_error_text`]).
+pub fn link_multicast_iface(uri: &LinkUri, multicast: bool) -> Result<Option<McastIface>, String> {
+    let Some(name) = uri.multicast_iface().filter(|_| multicast) else {
+        return Ok(None);
+    };
+    lookup_multicast_iface(name).map(Some).map_err(|err| {
+        let key = if uri.miface.is_some() {
+            "miface="
+        } else {
+            "iface="
+        };
+        format!(
+            "Link {}: {}",
+            uri.uri,
+            multicast_iface_error_text(name, key, &err)
+        )
+    })
+}
+
 /// Longest network interface name Linux accepts, bytes (`IFNAMSIZ` - 1, linux/if.h).
 /// `SO_BINDTODEVICE` silently truncates a longer name, which could bind another interface.
-pub const MAX_IFACE_NAME: usize = 15;
+pub use ristbond_core::link::MAX_IFACE_NAME;
 
 /// What went wrong while creating a socket, for an element error naming the cause.
 #[derive(Debug)]

@@ -60,39 +60,7 @@ fn bound_links_each_leave_by_their_own_interface() {
     assert_eq!(run.send_errors, [0, 0]);
     assert_complete(&run);
 
-    let total: u64 = run.rtp_sent.iter().sum();
-    for i in 0..2 {
-        let other = 1 - i;
-        // Both links are alike: each carries a fair share of the stream.
-        assert!(
-            run.rtp_sent[i] * 5 >= total,
-            "link {i} carried {} of {total} RTP packets",
-            run.rtp_sent[i]
-        );
-        assert!(run.rtp_received[i] >= run.rtp_sent[i] * 9 / 10);
-        // Interface i carried link i's RTP and its RTCP (compound SR + SDES every
-        // 100 ms, so at least a few per second), and nothing of the other link's RTP.
-        let extra = run.tx_packets[i]
-            .checked_sub(run.rtp_sent[i])
-            .unwrap_or_else(|| {
-                panic!(
-                    "{} sent {} packets, fewer than link {i}'s {} RTP packets",
-                    bed.tx_if[i], run.tx_packets[i], run.rtp_sent[i]
-                )
-            });
-        assert!(
-            extra as f64 >= 3.0 * run.sender_secs,
-            "{}: only {extra} packets besides link {i}'s RTP: its RTCP left by another interface",
-            bed.tx_if[i]
-        );
-        assert!(
-            extra < run.rtp_sent[other] / 2,
-            "{}: {extra} packets besides link {i}'s RTP, link {other} sent {} RTP packets: \
-             some of them left by this interface",
-            bed.tx_if[i],
-            run.rtp_sent[other]
-        );
-    }
+    assert_each_link_left_by_its_interface(&bed, &run);
 }
 
 #[test]

@@ -780,22 +780,8 @@ impl RistBondSink {
                 rtp_dest.ip()
             )
         })?;
-        let mc_iface = match (group, uri.multicast_iface()) {
-            (Some(_), Some(name)) => Some(common::lookup_multicast_iface(name).map_err(|err| {
-                let key = if uri.miface.is_some() {
-                    "miface="
-                } else {
-                    "iface="
-                };
-                refusal!(
-                    gst::ResourceError::OpenWrite,
-                    "Link {}: {}",
-                    uri.uri,
-                    common::multicast_iface_error_text(name, key, &err)
-                )
-            })?),
-            _ => None,
-        };
+        let mc_iface = common::link_multicast_iface(uri, group.is_some())
+            .map_err(|text| refusal!(gst::ResourceError::OpenWrite, "{}", text))?;
         // Multicast: RTP and RTCP go to the group with the link's interface and TTL; the
         // RTCP socket binds GROUP:PORT+1 and joins the group there, since receivers
         // (GStreamer's ristsrc, ours) send their RTCP to GROUP:PORT+1.

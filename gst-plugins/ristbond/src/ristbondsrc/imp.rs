@@ -403,24 +403,8 @@ impl RistBondSrc {
                 )
             )
         })?;
-        let mc_iface = match (group, uri.multicast_iface()) {
-            (Some(_), Some(name)) => Some(common::lookup_multicast_iface(name).map_err(|err| {
-                let key = if uri.miface.is_some() {
-                    "miface="
-                } else {
-                    "iface="
-                };
-                gst::error_msg!(
-                    gst::ResourceError::OpenRead,
-                    (
-                        "Link {}: {}",
-                        uri.uri,
-                        common::multicast_iface_error_text(name, key, &err)
-                    )
-                )
-            })?),
-            _ => None,
-        };
+        let mc_iface = common::link_multicast_iface(uri, group.is_some())
+            .map_err(|text| gst::error_msg!(gst::ResourceError::OpenRead, ("{}", text)))?;
         let socket_error = |what: &str, err: SocketError| match err {
             SocketError::BindDevice(err) => gst::error_msg!(
                 gst::ResourceError::OpenRead,
